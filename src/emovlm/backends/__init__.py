@@ -1,0 +1,1 @@
+"""Backends: everything that holds model weights or talks to a model server."""

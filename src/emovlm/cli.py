@@ -1,0 +1,48 @@
+"""The `emovlm` command line: a thin layer over the Python API (one module per command)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+import emovlm.commands
+from emovlm.errors import EmovlmError
+
+app = typer.Typer(
+    name="emovlm",
+    help=(
+        "Recognise emotions in face videos and images with vision-language models and "
+        "vision-only specialists, and measure why and where they fail.\n\n"
+        "Start with `emovlm demo` (offline, real faces), then `emovlm eval --help`."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+_err = Console(stderr=True)
+
+for _info in sorted(pkgutil.iter_modules(emovlm.commands.__path__), key=lambda m: m.name):
+    importlib.import_module(f"emovlm.commands.{_info.name}").register(app)
+
+
+def main() -> None:
+    """Run the CLI; user errors print one line and exit with code 2."""
+    try:
+        result = app(standalone_mode=False)
+    except EmovlmError as exc:
+        _err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _err.print("aborted")
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,1 @@
+"""Metrics, bootstrap intervals, collapse diagnostics, scoring and reports."""

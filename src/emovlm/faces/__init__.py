@@ -1,0 +1,1 @@
+"""Face detection, main-face choice, cropping and tracking."""

@@ -1,0 +1,1 @@
+"""Recognizers: strategies that turn a Sample into a Prediction."""

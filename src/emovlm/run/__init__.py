@@ -1,0 +1,1 @@
+"""The run store, response cache and executors."""

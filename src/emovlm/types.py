@@ -1,0 +1,104 @@
+"""Core value types shared by every part of emovlm: samples, frames, clips, predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+"""A box in pixels as (x1, y1, x2, y2), top-left origin."""
+
+
+class Status(StrEnum):
+    """Outcome of one sample: a usable label, an answer outside the label set, no label, or an error."""
+
+    OK = "ok"
+    OUT_OF_SET = "out_of_set"
+    UNPARSED = "unparsed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One item of a dataset: where its media is and what its gold labels are; no pixels."""
+
+    id: str
+    media: Path
+    labels: tuple[str, ...] = ()
+    box: Box | None = None
+    vad: tuple[float, float, float] | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded RGB image (H, W, 3, uint8) with its time in seconds and index in the source."""
+
+    image: np.ndarray
+    time: float
+    index: int
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Frames taken from one video or image, with the source's frame rate, length and duration."""
+
+    frames: tuple[Frame, ...]
+    fps: float
+    frame_count: int
+    duration: float
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one prediction cost: model calls, tokens and wall-clock seconds."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    visual_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+
+    def __add__(self, other: Cost) -> Cost:
+        """Sum two costs field by field."""
+        return Cost(
+            self.calls + other.calls,
+            self.input_tokens + other.input_tokens,
+            self.visual_tokens + other.visual_tokens,
+            self.output_tokens + other.output_tokens,
+            self.seconds + other.seconds,
+        )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A recognizer's answer for one sample.
+
+    `labels` is ranked, most likely first. Answers outside the label space are kept as their
+    normalised text (they never equal a label name); `status` says whether the top answer is a
+    label (ok), an out-of-set word, unparseable, or the sample failed (`reason` says why).
+    """
+
+    sample_id: str
+    labels: tuple[str, ...] = ()
+    scores: Mapping[str, float] | None = None
+    raw: str = ""
+    status: Status = Status.OK
+    reason: str = ""
+    cost: Cost = field(default_factory=Cost)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def top(self) -> str | None:
+        """The top-ranked answer, or None when there is none."""
+        return self.labels[0] if self.labels else None
+
+    @classmethod
+    def failed(cls, sample_id: str, reason: str, cost: Cost | None = None) -> Prediction:
+        """A failed prediction that keeps the sample and says why it failed."""
+        return cls(sample_id=sample_id, status=Status.FAILED, reason=reason, cost=cost or Cost())
