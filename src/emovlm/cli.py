@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
+from typer.exceptions import TyperException
 
 import emovlm.commands
+from emovlm import __version__
 from emovlm.errors import EmovlmError
 
 app = typer.Typer(
@@ -26,7 +28,26 @@ app = typer.Typer(
 )
 _err = Console(stderr=True)
 
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"emovlm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Recognise emotions with VLMs and specialists, and measure where they fail."""
+
+
 for _info in sorted(pkgutil.iter_modules(emovlm.commands.__path__), key=lambda m: m.name):
+    if _info.name.startswith("_"):
+        continue
     importlib.import_module(f"emovlm.commands.{_info.name}").register(app)
 
 
@@ -37,12 +58,12 @@ def main() -> None:
     except EmovlmError as exc:
         _err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except TyperException as exc:  # usage errors of typer's bundled click
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        _err.print("aborted")
+    except (typer.Abort, KeyboardInterrupt):
+        _err.print("interrupted; results written so far are kept — rerun with --resume to continue")
         sys.exit(130)
     sys.exit(result if isinstance(result, int) else 0)

@@ -42,7 +42,9 @@ _FILLER = re.compile(
     r"^(the person|he|she|they) (is|are|looks?|seems?|appears?)( to be)?\s+|^(a|an)\s+"
 )
 _NEGATION = re.compile(r"\b(not|no|never|isn't|aren't|without|rather than)\s+(\w+\s+)?$")
+_NEGATED_ITEM = re.compile(r"\b(not|no|never|isn't|aren't|without)\b")
 _SHORT_ANSWER_WORDS = 4
+_LIST_SEPARATORS = re.compile(r"[,;\n]+")
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,12 @@ class LabelSpace:
         lowered = (text or "").strip().lower()
         if not lowered:
             return Parsed((), Status.UNPARSED)
-        found = self._find_contained(lowered) if match == "contains" else self._find_words(lowered)
+        if match == "contains":
+            found = self._find_contained(lowered)
+        elif _is_ranked_list(lowered):
+            found = self._find_in_items(lowered)
+        else:
+            found = self._find_words(lowered)
         if not found:
             short = _short_answer(lowered)
             if short is None:
@@ -137,9 +144,26 @@ class LabelSpace:
                 found.append(answer)
         return found
 
+    def _find_in_items(self, lowered: str) -> list[str]:
+        """Each item of a list answer gives one ranked answer, so ranks stay where the model put them."""
+        found: list[str] = []
+        for item in _LIST_SEPARATORS.split(lowered):
+            words = self._find_words(item)
+            negated = _NEGATED_ITEM.search(item) is not None
+            answer = words[0] if words else None if negated else _short_answer(item)
+            if answer is not None and answer not in found:
+                found.append(answer)
+        return found
+
     def _find_contained(self, lowered: str) -> list[str]:
         positions = {label: lowered.find(label.lower()) for label in self.labels}
         return sorted((lab for lab, pos in positions.items() if pos >= 0), key=positions.get)
+
+
+def _is_ranked_list(lowered: str) -> bool:
+    """True for answers like "Neutral, Concern, Sad": several short separated items."""
+    items = [i for i in _LIST_SEPARATORS.split(lowered) if i.strip()]
+    return len(items) > 1 and all(len(i.split()) <= _SHORT_ANSWER_WORDS for i in items)
 
 
 def _short_answer(lowered: str) -> str | None:

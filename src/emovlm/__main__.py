@@ -1,0 +1,5 @@
+"""`python -m emovlm` runs the command line."""
+
+from emovlm.cli import main
+
+main()

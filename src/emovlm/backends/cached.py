@@ -1,0 +1,77 @@
+"""A VLM wrapper that answers repeated deterministic requests from the response cache."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from emovlm.backends.vlm import VLM, GenerationSettings, Mode, VLMAnswer, VLMRequest
+from emovlm.run.cache import ResponseCache, request_key
+
+
+class CachedVLM:
+    """Serve temperature-0 requests from the cache; send only misses to the backend.
+
+    The backend's preflight runs before its first real call, so a fully cached run makes no
+    model call and needs no server. Failed answers are never cached; refusals and empty answers
+    are (they are what the model answers). The key leaves out the request's tag (sample id).
+    """
+
+    def __init__(self, backend: VLM, cache: ResponseCache | None) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.name = backend.name
+
+    def fingerprint(self) -> Mapping[str, Any]:
+        """The wrapped backend's fingerprint."""
+        return self.backend.fingerprint()
+
+    def preflight(self, mode: Mode) -> None:
+        """The wrapped backend's preflight."""
+        self.backend.preflight(mode)
+
+    def generate(
+        self, requests: Sequence[VLMRequest], settings: GenerationSettings
+    ) -> list[VLMAnswer]:
+        """Free-text answers, cached where deterministic."""
+        return self._answers("generate", requests, settings, None)
+
+    def score(
+        self, requests: Sequence[VLMRequest], labels: Sequence[str], settings: GenerationSettings
+    ) -> list[VLMAnswer]:
+        """Label log-probabilities, cached where deterministic."""
+        return self._answers("score", requests, settings, labels)
+
+    def key(
+        self, mode: Mode, request: VLMRequest, settings: GenerationSettings, labels: Sequence[str] | None
+    ) -> str:
+        """The cache key of one request: backend fingerprint, mode, labels, settings and content."""
+        return request_key(
+            self.backend.fingerprint(), mode, list(labels or ()), settings, request.parts, request.system
+        )
+
+    def _call(
+        self, mode: Mode, requests: Sequence[VLMRequest], settings: GenerationSettings,
+        labels: Sequence[str] | None,
+    ) -> list[VLMAnswer]:
+        self.backend.preflight(mode)
+        if mode == "score":
+            return self.backend.score(requests, labels or (), settings)
+        return self.backend.generate(requests, settings)
+
+    def _answers(
+        self, mode: Mode, requests: Sequence[VLMRequest], settings: GenerationSettings,
+        labels: Sequence[str] | None,
+    ) -> list[VLMAnswer]:
+        if self.cache is None or not settings.deterministic:
+            return self._call(mode, requests, settings, labels) if requests else []
+        keys = [self.key(mode, r, settings, labels) for r in requests]
+        hits = self.cache.get_many(keys)
+        answers = {k: VLMAnswer.from_json(v) for k, v in hits.items()}
+        missing = [i for i, k in enumerate(keys) if k not in answers]
+        if missing:
+            fresh = self._call(mode, [requests[i] for i in missing], settings, labels)
+            by_index = dict(zip(missing, fresh, strict=True))
+            self.cache.put_many({keys[i]: a.to_json() for i, a in by_index.items() if not a.error})
+            return [by_index[i] if i in by_index else answers[keys[i]] for i in range(len(keys))]
+        return [answers[k] for k in keys]

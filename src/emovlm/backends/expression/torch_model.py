@@ -1,0 +1,84 @@
+"""Batched, gradient-free inference shared by the expression models ported to PyTorch."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from emovlm.errors import InputError
+
+
+class PortedExpressionModel(ABC):
+    """Face crops → preprocessing → network → probabilities or penultimate features, in batches.
+
+    Subclasses set `name`, `classes`, `input_size` and `embedding_size`, and implement
+    `_preprocess` (RGB uint8 crops → one float tensor batch) and `_network_outputs`
+    (batch → features, probabilities).
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    input_size: int
+    embedding_size: int
+
+    def __init__(self, network: nn.Module, device: str = "cpu", batch_size: int = 64) -> None:
+        """Hold `network` in eval mode on `device`; faces run through it `batch_size` at a time."""
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.network = network.eval().to(self.device)
+
+    def predict_proba(self, faces: Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities (N, len(classes)) float32 for RGB uint8 face crops of any size."""
+        return self._run(faces, want_features=False)
+
+    def embed(self, faces: Sequence[np.ndarray]) -> np.ndarray:
+        """Penultimate features (N, embedding_size) float32: what the class head reads."""
+        return self._run(faces, want_features=True)
+
+    def _run(self, faces: Sequence[np.ndarray], want_features: bool) -> np.ndarray:
+        width = self.embedding_size if want_features else len(self.classes)
+        chunks = [np.zeros((0, width), np.float32)]
+        with torch.inference_mode():
+            for start in range(0, len(faces), self.batch_size):
+                batch = [
+                    _checked(face, start + i)
+                    for i, face in enumerate(faces[start : start + self.batch_size])
+                ]
+                features, probabilities = self._network_outputs(
+                    self._preprocess(batch).to(self.device)
+                )
+                chosen = features if want_features else probabilities
+                chunks.append(chosen.float().cpu().numpy())
+        return np.concatenate(chunks)
+
+    @abstractmethod
+    def _preprocess(self, faces: list[np.ndarray]) -> torch.Tensor:
+        """The input batch for checked RGB uint8 crops, preprocessed as the original does."""
+
+    @abstractmethod
+    def _network_outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(penultimate features, class probabilities in `classes` order) for one input batch."""
+
+
+def frozen_parameter(array: np.ndarray) -> nn.Parameter:
+    """A float32 parameter that no optimiser updates, from weights read off a file."""
+    return nn.Parameter(
+        torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), requires_grad=False
+    )
+
+
+def _checked(face: np.ndarray, index: int) -> np.ndarray:
+    """The face as given when it is an (H, W, 3) uint8 RGB array, else a clear error."""
+    face = np.asarray(face)
+    if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8 or 0 in face.shape:
+        raise InputError(
+            f"face crop {index} has shape {face.shape} and dtype {face.dtype}; "
+            "expected a non-empty (H, W, 3) uint8 RGB array"
+        )
+    return face

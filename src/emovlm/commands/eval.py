@@ -1,0 +1,199 @@
+"""`emovlm eval`: run a recognizer over a dataset split into a resumable run folder, then report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+from emovlm.commands._recognizer_options import build_recognizer, with_recognizer_options
+from emovlm.errors import InputError
+
+_DATA = "Dataset"
+_RUN = "Run"
+
+
+def _parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
+    """KEY=VALUE strings → dict, values read as YAML scalars (numbers, booleans, strings)."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        parsed[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return parsed
+
+
+def _load_config(path: Path | None) -> dict[str, Any]:
+    """Read a YAML run configuration (same keys as the flags, with dashes or underscores)."""
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise InputError(f"config file {path} does not exist")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a config file must be a mapping of option: value")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+@with_recognizer_options
+def eval_command(
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="dfew | ferv39k | mafw | emotic | folder | manifest", rich_help_panel=_DATA
+        ),
+    ] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(help="dataset root folder (or manifest file's folder)", rich_help_panel=_DATA),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(help="train | test (| val for EMOTIC) [default: test]", rich_help_panel=_DATA),
+    ] = None,
+    fold: Annotated[
+        int | None,
+        typer.Option(help="fold 1-5 for DFEW and MAFW [default: 1]", rich_help_panel=_DATA),
+    ] = None,
+    label_set: Annotated[
+        str | None,
+        typer.Option(help="label set for folder/manifest datasets", rich_help_panel=_DATA),
+    ] = None,
+    dataset_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="adapter option KEY=VALUE (repeatable), e.g. manifest=clips.csv",
+            rich_help_panel=_DATA,
+        ),
+    ] = None,
+    recognizer: Annotated[
+        str | None, typer.Option(help="specialist (offline default) | vlm", rich_help_panel=_RUN)
+    ] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="run folder [default: runs/DATASET-SPLIT-fFOLD-RECOGNIZER]", rich_help_panel=_RUN
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(help="continue a run folder that already has results", rich_help_panel=_RUN),
+    ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            help="with --resume, rerun only the samples that failed", rich_help_panel=_RUN
+        ),
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option(help="evaluate only the first N samples", rich_help_panel=_RUN)
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(help="samples per recognizer call", rich_help_panel=_RUN)
+    ] = 8,
+    bootstrap: Annotated[
+        int, typer.Option(help="bootstrap resamples for confidence intervals", rich_help_panel=_RUN)
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="seed of the bootstrap", rich_help_panel=_RUN)] = 0,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML file with any of these options (flags win)", rich_help_panel=_RUN),
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option(help="show a progress bar", rich_help_panel=_RUN)
+    ] = True,
+    *,
+    recognizer_options: dict[str, Any],
+) -> None:
+    """Evaluate a recognizer on a dataset split; results land in a resumable run folder.
+
+    The run folder holds config.yaml, store.sqlite (one row per sample, written as each batch
+    finishes), metrics.json, report.md and report.html. Rerun with --resume after a crash.
+
+    Examples:
+      emovlm eval --dataset dfew --root /data/DFEW --fold 1
+      emovlm eval --dataset manifest --root clips --dataset-option manifest=clips.csv --label-set dfew
+      emovlm eval --dataset mafw --root /data/MAFW --recognizer vlm --backend openai \\
+          --base-url http://127.0.0.1:8000/v1 --model Qwen2.5-VL-7B-Instruct --frames uniform:8
+    """
+    from emovlm.data.base import open_dataset
+    from emovlm.run.runner import evaluate
+
+    file_config = _load_config(config)
+    recognizer_options = {**file_config.pop("recognizer_options", {}), **recognizer_options}
+    dataset_options = {
+        **file_config.pop("dataset_options", {}),
+        **_parse_pairs(dataset_option, "--dataset-option"),
+    }
+    settings = {
+        "dataset": dataset,
+        "root": root,
+        "split": split,
+        "fold": fold,
+        "label_set": label_set,
+        "recognizer": recognizer,
+        "run_dir": run_dir,
+        "limit": limit,
+    }
+    for key, value in file_config.items():
+        if key not in settings:
+            raise InputError(
+                f"{config}: unknown key {key!r}; use the flag names, e.g. dataset, root, fold"
+            )
+        if settings[key] is None:
+            settings[key] = value
+    if not settings["dataset"] or not settings["root"]:
+        raise InputError("give --dataset and --root (or a --config file with dataset: and root:)")
+    name = str(settings["dataset"])
+    split_name = str(settings["split"] or "test")
+    fold_number = int(settings["fold"] or 1)
+    recognizer_name = str(settings["recognizer"] or "specialist")
+    if settings["label_set"]:
+        dataset_options["label_set"] = settings["label_set"]
+    data = open_dataset(
+        name, Path(settings["root"]), split=split_name, fold=fold_number, **dataset_options
+    )
+    model = build_recognizer(recognizer_name, data.label_space, recognizer_options)
+    folder = Path(
+        settings["run_dir"] or f"runs/{name}-{split_name}-f{fold_number}-{recognizer_name}"
+    )
+    summary = evaluate(
+        data,
+        model,
+        folder,
+        dataset_config=data.config(),
+        batch_size=batch_size,
+        limit=settings["limit"],
+        resume=resume,
+        retry_failed=retry_failed,
+        progress=progress,
+        n_bootstrap=bootstrap,
+        seed=seed,
+    )
+    _print_summary(summary)
+
+
+def _print_summary(summary: Any) -> None:
+    """One screen of results: counts, headline metrics with intervals, the sink, the report path."""
+    console = Console()
+    m = summary.metrics
+    console.print(
+        f"[bold]{summary.n_total}[/] samples ({summary.n_new} new, {summary.n_done_before} resumed, "
+        f"{summary.n_failed} failed) → {summary.run_dir}"
+    )
+    ci = m.get("ci", {})
+    for key in ("uar", "war", "macro_f1"):
+        if key in m:
+            lo, hi = ci.get(key, (float("nan"), float("nan")))
+            console.print(f"  {key:9s} {m[key]:.4f}  [dim](95% CI {lo:.4f}–{hi:.4f})[/]")
+    if summary.report_files:
+        console.print(f"  report: {summary.report_files.get('html', '')}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `eval` command."""
+    app.command("eval")(eval_command)

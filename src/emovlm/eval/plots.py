@@ -1,0 +1,124 @@
+"""Report figures as PNG bytes: confusion, recall vs gold frequency, shares, emotion timelines.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global state).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+_DPI = 90
+_GOLD_COLOR = "#9aa5b1"
+_PRED_COLOR = "#3465a4"
+_SINK_COLOR = "#cc3333"
+
+
+def _plain(text: str) -> str:
+    """Text shown literally by matplotlib (a `$` would otherwise start math mode)."""
+    return text.replace("$", r"\$")
+
+
+def _png(figure: Figure) -> bytes:
+    """Render a figure to PNG bytes with the Agg canvas."""
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def confusion_png(metrics: Mapping) -> bytes:
+    """Row-normalised confusion matrix: gold rows × answers, out-of-set/unparsed/failed included."""
+    rows, columns = metrics["confusion"]["rows"], metrics["confusion"]["columns"]
+    counts = np.asarray(metrics["confusion"]["matrix"], dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    size = 0.45 * len(columns) + 2.5
+    figure = Figure(figsize=(size, 0.45 * len(rows) + 2.0))
+    axes = figure.subplots()
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    axes.set_xticks(range(len(columns)), columns, rotation=60, ha="right", fontsize=8)
+    axes.set_yticks(range(len(rows)), rows, fontsize=8)
+    axes.axvline(len(rows) - 0.5, color="black", linewidth=0.8)
+    axes.set_xlabel("answer")
+    axes.set_ylabel("gold")
+    if len(columns) <= 16:
+        for (i, j), value in np.ndenumerate(shares):
+            if value >= 0.005:
+                color = "white" if value > 0.55 else "black"
+                axes.text(j, i, f"{value:.0%}", ha="center", va="center", fontsize=7, color=color)
+    figure.colorbar(image, ax=axes, fraction=0.04, label="share of the gold row")
+    axes.set_title("Confusion (row-normalised)")
+    return _png(figure)
+
+
+def recall_frequency_png(metrics: Mapping) -> bytes:
+    """Per-class recall against gold frequency; head classes filled, tail classes hollow."""
+    labels = metrics["labels"]
+    gold_share = np.array([metrics["gold_share"][lab] for lab in labels])
+    recall = np.array([metrics["per_class"][lab]["recall"] for lab in labels])
+    head = np.array([lab in metrics.get("head_labels", ()) for lab in labels])
+    figure = Figure(figsize=(6.0, 4.0))
+    axes = figure.subplots()
+    axes.scatter(gold_share[head], recall[head], color=_PRED_COLOR, label="head")
+    axes.scatter(
+        gold_share[~head], recall[~head], facecolor="none", edgecolor=_PRED_COLOR, label="tail"
+    )
+    for label, x, y in zip(labels, gold_share, recall, strict=True):
+        axes.annotate(label, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    axes.set_xlabel("gold share (frequency of the class)")
+    axes.set_ylabel("recall")
+    axes.set_ylim(-0.03, 1.03)
+    axes.set_xlim(left=0)
+    axes.legend(fontsize=8)
+    axes.set_title("Per-class recall vs gold frequency")
+    return _png(figure)
+
+
+def shares_png(metrics: Mapping) -> bytes:
+    """Predicted vs gold share per label (the sink in red) plus the non-label answer rates."""
+    labels = list(metrics["labels"])
+    predicted = [metrics["predicted_share"][lab] for lab in labels]
+    gold = [metrics["gold_share"][lab] for lab in labels]
+    for column in ("out_of_set", "unparsed", "failed"):
+        rate = metrics.get(f"{column}_rate", 0.0)
+        if rate > 0:
+            labels.append(column)
+            predicted.append(rate)
+            gold.append(0.0)
+    sink = (metrics.get("sink") or {}).get("label")
+    positions = np.arange(len(labels))
+    figure = Figure(figsize=(max(6.0, 0.5 * len(labels) + 2.0), 4.0))
+    axes = figure.subplots()
+    axes.bar(positions - 0.2, gold, width=0.4, color=_GOLD_COLOR, label="gold")
+    colors = [_SINK_COLOR if lab == sink else _PRED_COLOR for lab in labels]
+    axes.bar(positions + 0.2, predicted, width=0.4, color=colors, label="predicted")
+    axes.set_xticks(positions, labels, rotation=45, ha="right", fontsize=8)
+    axes.set_ylabel("share of samples")
+    title = "Predicted vs gold share"
+    if sink:
+        title += f" (sink: {sink})"
+    axes.set_title(title)
+    axes.legend(fontsize=8)
+    return _png(figure)
+
+
+def trajectory_png(sample_id: str, trajectory: Mapping[str, Sequence]) -> bytes:
+    """Per-frame label probabilities over time for one sample."""
+    times = np.asarray(trajectory["times"], dtype=float)
+    probs = np.asarray(trajectory["probs"], dtype=float)
+    figure = Figure(figsize=(6.0, 2.6))
+    axes = figure.subplots()
+    for i, label in enumerate(trajectory["labels"]):
+        marker = "." if len(times) < 40 else None
+        axes.plot(times, probs[:, i], marker=marker, label=_plain(str(label)))
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("probability")
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_title(f"Emotion timeline: {_plain(sample_id)}", fontsize=9)
+    axes.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _png(figure)

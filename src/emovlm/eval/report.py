@@ -1,0 +1,223 @@
+"""Write a scored run as metrics.json, a Markdown summary and a self-contained HTML report."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from emovlm.errors import InputError
+from emovlm.eval.plots import confusion_png, recall_frequency_png, shares_png, trajectory_png
+from emovlm.types import Prediction, Status
+
+MAX_TIMELINES = 24
+"""Most per-frame emotion timelines drawn in one report."""
+MAX_EXAMPLES = 60
+"""Most example answers listed in one report."""
+RAW_CHARS = 200
+"""Characters of raw model text kept per example."""
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    """0.3684 → '36.8%'; None → '—'."""
+    return "—" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def interval(bounds: Sequence[float] | None) -> str:
+    """[0.348, 0.392] → '[34.8, 39.2]' (percent points); None → ''."""
+    return "" if not bounds else f"[{100 * bounds[0]:.1f}, {100 * bounds[1]:.1f}]"
+
+
+def markdown_text(text: Any) -> str:
+    """Text safe inside a Markdown table cell: no raw HTML, no pipes, one line."""
+    escaped = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return " ".join(escaped.replace("|", "\\|").split())
+
+
+_TEMPLATES.filters.update(percent=percent, interval=interval, md=markdown_text)
+
+
+def sink_sentence(metrics: Mapping) -> str:
+    """One plain sentence naming the sink: 'Sink: neutral — 38.5% of answers vs 22.8% of gold…'."""
+    sink = metrics.get("sink")
+    if not sink:
+        return "No sink: no label is answered more often than it occurs in the gold labels."
+    if metrics.get("multi_label"):
+        head = (
+            f"Sink: {sink['label']} — predicted for {percent(sink['predicted_share'])} of samples "
+            f"vs {percent(sink['gold_share'])} in gold"
+        )
+    else:
+        head = (
+            f"Sink: {sink['label']} — {percent(sink['predicted_share'])} of answers "
+            f"vs {percent(sink['gold_share'])} of gold"
+        )
+    sources = ", ".join(
+        f"{label} {count}" for label, count in list(sink["absorbed_from"].items())[:3]
+    )
+    absorbed = f"{sink['absorbed']} samples of other classes ({percent(sink['absorbed_share'])})"
+    tail = f"; {absorbed} went to it"
+    return head + tail + (f", most from {sources}." if sources else ".")
+
+
+def write_report(
+    metrics: dict,
+    out_dir: Path,
+    *,
+    title: str,
+    predictions: Sequence[Prediction] = (),
+    gold: Sequence[Sequence[str]] = (),
+) -> dict[str, Path]:
+    """Write metrics.json, report.md (+ figures/*.png) and a self-contained report.html to out_dir.
+
+    `predictions[i]` pairs with `gold[i]`; they feed the example table and the emotion timelines
+    (from `extra["trajectory"]`). Returns the written paths by kind.
+    """
+    if gold and len(gold) != len(predictions):
+        raise InputError(
+            f"report {title!r}: {len(gold)} gold entries but {len(predictions)} predictions; "
+            "pass them in pairs, or no gold at all"
+        )
+    out_dir = Path(out_dir)
+    figures_dir = out_dir / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "shares": shares_png(metrics),
+        "confusion": confusion_png(metrics),
+        "recall_frequency": recall_frequency_png(metrics),
+    }
+    timelines = _timelines(predictions)
+    examples = _examples(predictions, gold)
+    context = {
+        "title": title,
+        "m": metrics,
+        "sink_sentence": sink_sentence(metrics),
+        "headline": headline_rows(metrics),
+        "per_class": _per_class_rows(metrics),
+        "out_of_set": list(metrics.get("out_of_set_answers", {}).items())[:20],
+        "figures": {name: base64.b64encode(png).decode("ascii") for name, png in figures.items()},
+        "timelines": [(sid, base64.b64encode(png).decode("ascii")) for sid, png in timelines],
+        "n_timelines": sum(1 for p in predictions if _trajectory(p) is not None),
+        "max_timelines": MAX_TIMELINES,
+        "examples": examples,
+        "n_predictions": len(predictions),
+    }
+    paths = {
+        "json": out_dir / "metrics.json",
+        "markdown": out_dir / "report.md",
+        "html": out_dir / "report.html",
+        "figures": figures_dir,
+    }
+    for name, png in figures.items():
+        (figures_dir / f"{name}.png").write_bytes(png)
+    paths["json"].write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    for kind in ("markdown", "html"):
+        template = _TEMPLATES.get_template(
+            "report.md.j2" if kind == "markdown" else "report.html.j2"
+        )
+        paths[kind].write_text(template.render(context), encoding="utf-8")
+    return paths
+
+
+def headline_rows(metrics: Mapping) -> list[tuple[str, float | None, list[float] | None]]:
+    """(name, value, 95% interval or None) of the summary metrics present, in reading order."""
+    names = [
+        ("UAR (macro recall)", "uar"),
+        ("WAR (micro recall)" if metrics.get("multi_label") else "WAR (accuracy)", "war"),
+        ("macro precision", "macro_precision"),
+        ("macro F1", "macro_f1"),
+        ("Hamming loss", "hamming"),
+        ("subset accuracy", "subset_accuracy"),
+        ("Jaccard (samples)", "jaccard"),
+        ("mAP (sklearn AP)", "map"),
+        ("mAP (EMOTIC AP)", "map_emotic"),
+        ("head recall", "head_recall"),
+        ("tail recall", "tail_recall"),
+        ("out-of-set rate", "out_of_set_rate"),
+        ("unparsed rate", "unparsed_rate"),
+        ("failed rate", "failed_rate"),
+    ]
+    ci = metrics.get("ci", {})
+    return [(label, metrics[key], ci.get(key)) for label, key in names if key in metrics]
+
+
+def _per_class_rows(metrics: Mapping) -> list[dict[str, Any]]:
+    sink = (metrics.get("sink") or {}).get("label")
+    return [
+        {
+            "label": label,
+            **metrics["per_class"][label],
+            "gold_share": metrics["gold_share"][label],
+            "predicted_share": metrics["predicted_share"][label],
+            "is_sink": label == sink,
+        }
+        for label in metrics["labels"]
+    ]
+
+
+def _trajectory(prediction: Prediction) -> Mapping | None:
+    """The prediction's per-frame trajectory, checked, or None when it has none."""
+    trajectory = (prediction.extra or {}).get("trajectory")
+    if trajectory is None:
+        return None
+    try:
+        times, labels, probs = trajectory["times"], trajectory["labels"], trajectory["probs"]
+        shape_ok = len(probs) == len(times) and all(len(row) == len(labels) for row in probs)
+    except (KeyError, TypeError):
+        shape_ok = False
+    if not shape_ok:
+        raise InputError(
+            f"sample {prediction.sample_id}: extra['trajectory'] must be "
+            '{"times": [t...], "labels": [name...], "probs": [[p per label] per time]}'
+        )
+    return trajectory
+
+
+def _timelines(predictions: Sequence[Prediction]) -> list[tuple[str, bytes]]:
+    drawn = []
+    for prediction in predictions:
+        trajectory = _trajectory(prediction)
+        if trajectory is not None:
+            drawn.append((prediction.sample_id, trajectory_png(prediction.sample_id, trajectory)))
+            if len(drawn) == MAX_TIMELINES:
+                break
+    return drawn
+
+
+def _examples(predictions: Sequence[Prediction], gold: Sequence[Sequence[str]]) -> list[dict]:
+    """Up to MAX_EXAMPLES rows: odd answers (not ok) first, then wrong ones, then right ones."""
+    groups: dict[str, list[dict]] = {"odd": [], "wrong": [], "right": []}
+    for i, prediction in enumerate(predictions):
+        gold_labels = tuple(gold[i]) if gold else ()
+        status = Status(prediction.status)
+        correct = status is Status.OK and prediction.top in gold_labels
+        group = "odd" if status is not Status.OK else ("right" if correct else "wrong")
+        if len(groups[group]) >= MAX_EXAMPLES:
+            continue
+        raw = prediction.raw or prediction.reason
+        groups[group].append(
+            {
+                "id": prediction.sample_id,
+                "gold": ", ".join(gold_labels),
+                "answer": ", ".join(prediction.labels[:3]),
+                "status": status.value,
+                "correct": correct,
+                "raw": raw if len(raw) <= RAW_CHARS else raw[:RAW_CHARS] + "…",
+            }
+        )
+    quota = MAX_EXAMPLES // len(groups)
+    chosen = [row for rows in groups.values() for row in rows[:quota]]
+    spare = [row for rows in groups.values() for row in rows[quota:]]
+    return chosen + spare[: MAX_EXAMPLES - len(chosen)]

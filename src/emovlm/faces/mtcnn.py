@@ -1,0 +1,220 @@
+"""MTCNN face detector (Zhang et al. 2016): image pyramid → P-Net → R-Net → O-Net with landmarks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+import torch
+
+from emovlm.faces.base import Face, check_rgb_image
+from emovlm.faces.boxes import grouped_nms, square
+from emovlm.faces.mtcnn_nets import load_mtcnn_nets
+
+_CELL = 12  # P-Net's window in pixels of the scaled image
+_STRIDE = 2  # P-Net's output stride
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """Boxes under consideration, with the image each belongs to and its latest score."""
+
+    image: np.ndarray  # (N,) index into the batch
+    boxes: np.ndarray  # (N, 4) float64
+    scores: np.ndarray  # (N,)
+
+    def take(self, index: np.ndarray) -> _Candidates:
+        """The candidates at `index` (a boolean mask or integer indices)."""
+        return _Candidates(self.image[index], self.boxes[index], self.scores[index])
+
+    def snapped(self) -> _Candidates:
+        """Boxes rounded to whole pixels, without those narrower than one pixel."""
+        rounded = replace(self, boxes=np.round(self.boxes))
+        return rounded.take(rounded.boxes[:, 2] - rounded.boxes[:, 0] >= 1)
+
+
+_NO_HITS = (np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0), np.zeros((0, 4)))
+
+
+def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Move each box edge by its offset times the box's width (x) or height (y)."""
+    size = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, axis=1)
+    return boxes + offsets * size
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as a float64 numpy array on the CPU."""
+    return tensor.cpu().numpy().astype(np.float64)
+
+
+def _normalise(batch: torch.Tensor, device: str) -> torch.Tensor:
+    """(N, 3, H, W) RGB values in [0, 255] → channels-last floats in [-1, 1) on `device`."""
+    batch = batch.to(device).float().contiguous(memory_format=torch.channels_last)
+    return (batch - 127.5) * 0.0078125
+
+
+def _window_edges(
+    start: np.ndarray, length: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """First and past-the-end pixel of each of `size` area-averaging windows along one axis."""
+    step = np.arange(size)
+    first = start[:, None] + (step * length[:, None]) // size
+    past = start[:, None] - (-(step + 1) * length[:, None] // size)
+    return first, past
+
+
+def _area_crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """(N, size, size, 3) area-averaged resamplings of integer boxes, zero outside the image.
+
+    Output pixel i of a side of length L averages input pixels floor(i·L/size) to
+    ceil((i+1)·L/size), like torch's "area" interpolation that facenet-pytorch uses for these
+    weights (OpenCV's INTER_AREA weights pixels differently and shifts R-Net's scores enough to
+    add false faces, e.g. on the astronaut's neck ring). Sums come from one integral image, so
+    every crop of the image costs four gathers.
+    """
+    height, width = image.shape[:2]
+    integral = cv2.integral(image, sdepth=cv2.CV_64F)
+    boxes = boxes.astype(np.int64)
+    top, bottom = _window_edges(boxes[:, 1], boxes[:, 3] - boxes[:, 1], size)
+    left, right = _window_edges(boxes[:, 0], boxes[:, 2] - boxes[:, 0], size)
+    area = ((bottom - top)[:, :, None] * (right - left)[:, None, :])[..., None]
+    stride = width + 1
+    top = np.clip(top, 0, height)[:, :, None] * stride
+    bottom = np.clip(bottom, 0, height)[:, :, None] * stride
+    left, right = np.clip(left, 0, width)[:, None, :], np.clip(right, 0, width)[:, None, :]
+    flat = integral.reshape(-1, 3)
+    sums = flat[bottom + right] - flat[top + right] - flat[bottom + left] + flat[top + left]
+    return sums / area
+
+
+class MTCNNDetector:
+    """MTCNN with facenet-pytorch 2.6.0's weights (MIT), written for batched CPU or GPU inference.
+
+    `min_face_size` is the face side in pixels that the pyramid's finest scale maps onto
+    P-Net's 12-pixel window: smaller is slower; it is a soft bound, since P-Net also fires on
+    faces somewhat smaller than its window (e.g. 200 still finds some 130-pixel faces, 250 does
+    not); `thresholds` are the P-Net, R-Net and O-Net face-probability cut-offs; `factor`
+    is the pyramid's scale step; `batch_size` bounds how many same-size images P-Net sees at
+    once. Boxes are not clipped to the image, so a face cut by the border keeps its full extent.
+    """
+
+    name = "mtcnn"
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        min_face_size: int = 20,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        factor: float = 0.709,
+        batch_size: int = 8,
+    ) -> None:
+        """Load the three networks onto `device`, fetching their weights on first use."""
+        self.device = device
+        self.min_face_size = min_face_size
+        self.thresholds = tuple(thresholds)
+        self.factor = factor
+        self.batch_size = batch_size
+        self.pnet, self.rnet, self.onet = load_mtcnn_nets(device)
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces in each RGB uint8 image, highest probability first."""
+        for image in images:
+            check_rgb_image(image)
+        if not images:
+            return []
+        images = [np.ascontiguousarray(image) for image in images]
+        with torch.inference_mode():
+            candidates = self._propose(images)
+            candidates = self._refine(images, candidates)
+            return self._finish(images, candidates)
+
+    def _scales(self, height: int, width: int) -> list[float]:
+        """Pyramid scales that map faces from `min_face_size` up to the whole image onto 12 px."""
+        first = _CELL / self.min_face_size
+        count = max(0, math.floor(math.log(_CELL / (min(height, width) * first), self.factor)) + 1)
+        return [first * self.factor**k for k in range(count)]
+
+    def _propose(self, images: list[np.ndarray]) -> _Candidates:
+        """Stage 1: P-Net over the pyramid of every image, NMS per scale, then across scales."""
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for index, image in enumerate(images):
+            by_shape.setdefault(image.shape[:2], []).append(index)
+        found = [_NO_HITS]
+        for (height, width), indices in by_shape.items():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start : start + self.batch_size]
+                for scale in self._scales(height, width):
+                    found.append(self._pnet_at_scale([images[i] for i in chunk], chunk, scale))
+        image_index, boxes, scores, offsets = (
+            np.concatenate(part) for part in zip(*found, strict=True)
+        )
+        keep = grouped_nms(boxes, scores, image_index, 0.7)
+        return _Candidates(
+            image_index[keep], square(_regress(boxes[keep], offsets[keep])), scores[keep]
+        )
+
+    def _pnet_at_scale(
+        self, batch: list[np.ndarray], indices: list[int], scale: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """P-Net windows above threshold at one scale, after NMS within each image."""
+        height, width = batch[0].shape[:2]
+        size = (math.ceil(width * scale), math.ceil(height * scale))
+        resized = np.stack(
+            [cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in batch]
+        )
+        pixels = torch.from_numpy(resized).permute(0, 3, 1, 2)
+        probability, offsets = self.pnet(_normalise(pixels, self.device))
+        hits = (probability >= self.thresholds[0]).nonzero()
+        batch_pos, row, col = hits[:, 0], hits[:, 1], hits[:, 2]
+        scores = _numpy(probability[batch_pos, row, col])
+        offsets = _numpy(offsets[batch_pos, :, row, col])
+        corner = _numpy(torch.stack([col, row], dim=1)) * _STRIDE
+        boxes = np.concatenate([corner, corner + _CELL], axis=1) / scale
+        image_index = np.asarray(indices, dtype=np.int64)[batch_pos.cpu().numpy()]
+        keep = grouped_nms(boxes, scores, image_index, 0.5)
+        return image_index[keep], boxes[keep], scores[keep], offsets[keep]
+
+    def _crops(self, images: list[np.ndarray], candidates: _Candidates, size: int) -> torch.Tensor:
+        """Every candidate's box cut from its image and resized to size×size, normalised."""
+        patches = np.empty((len(candidates.scores), size, size, 3))
+        for index in np.unique(candidates.image):
+            mine = candidates.image == index
+            patches[mine] = _area_crops(images[index], candidates.boxes[mine], size)
+        return _normalise(torch.from_numpy(patches).permute(0, 3, 1, 2), self.device)
+
+    def _refine(self, images: list[np.ndarray], candidates: _Candidates) -> _Candidates:
+        """Stage 2: R-Net rescoring and box regression of the squared P-Net proposals."""
+        candidates = candidates.snapped()
+        if not len(candidates.scores):
+            return candidates
+        probability, offsets = self.rnet(self._crops(images, candidates, 24))
+        passed = probability.cpu().numpy() >= self.thresholds[1]
+        candidates = replace(candidates.take(passed), scores=_numpy(probability)[passed])
+        offsets = _numpy(offsets)[passed]
+        keep = grouped_nms(candidates.boxes, candidates.scores, candidates.image, 0.7)
+        boxes = square(_regress(candidates.boxes[keep], offsets[keep]))
+        return replace(candidates.take(keep), boxes=boxes)
+
+    def _finish(self, images: list[np.ndarray], candidates: _Candidates) -> list[list[Face]]:
+        """Stage 3: O-Net rescoring, box regression and landmarks; final NMS by smaller area."""
+        faces: list[list[Face]] = [[] for _ in images]
+        candidates = candidates.snapped()
+        if not len(candidates.scores):
+            return faces
+        probability, offsets, points = self.onet(self._crops(images, candidates, 48))
+        passed = probability.cpu().numpy() >= self.thresholds[2]
+        candidates = replace(candidates.take(passed), scores=_numpy(probability)[passed])
+        offsets, points = _numpy(offsets)[passed], _numpy(points)[passed]
+        # Landmarks are fractions of the box O-Net saw: five x values, then five y values.
+        origin = candidates.boxes[:, None, :2]
+        size = candidates.boxes[:, None, 2:] - origin
+        landmarks = origin + np.stack([points[:, :5], points[:, 5:]], axis=2) * size
+        boxes = _regress(candidates.boxes, offsets)
+        for i in grouped_nms(boxes, candidates.scores, candidates.image, 0.7, mode="min"):
+            faces[candidates.image[i]].append(
+                Face(tuple(boxes[i]), candidates.scores[i], landmarks[i])
+            )
+        return faces

@@ -1,0 +1,324 @@
+"""The direct VLM recognizer: frames → (faces) → prompt → VLM → parsed labels or label scores."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from emovlm.backends.cached import CachedVLM
+from emovlm.backends.images import crop_box, draw_box, fit_within
+from emovlm.backends.vlm import (
+    VLM,
+    VLM_BACKENDS,
+    GenerationSettings,
+    Mode,
+    VideoInput,
+    VLMAnswer,
+    VLMRequest,
+)
+from emovlm.errors import InputError, MediaError
+from emovlm.faces.crop import crop_face
+from emovlm.faces.registry import get_face_detector
+from emovlm.faces.track import track_faces
+from emovlm.frames import parse_sampler
+from emovlm.labels import LabelSpace
+from emovlm.prompts import load_prompt
+from emovlm.run.cache import ResponseCache
+from emovlm.types import Cost, Prediction, Sample, Status
+from emovlm.video import probe, read_frames
+
+MODES: tuple[Mode, ...] = ("generate", "score")
+PersonView = Literal["box", "crop"]
+
+
+@dataclass
+class _Prepared:
+    """One sample turned into a VLM request, with the seconds and facts gathered on the way."""
+
+    sample: Sample
+    request: VLMRequest
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _softmax(logprobs: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logprobs - logprobs.max())
+    return shifted / shifted.sum()
+
+
+class VLMRecognizer:
+    """Ask a vision-language model, local (`transformers`) or served (`openai`), for the emotion.
+
+    `mode="generate"` parses free text with the label space; `mode="score"` ranks every label by
+    the model's probability of answering it. Deterministic answers (temperature 0) are cached in
+    `cache_dir` (default: the emovlm cache folder), so a rerun makes no model call. `concurrency`
+    is the number of requests in flight for servers and the batch size for local models. For
+    samples with a person box the person is shown by a red box drawn on the image
+    (`person="box"`) or by cropping to the box (`person="crop"`).
+    """
+
+    name = "vlm"
+
+    def __init__(
+        self,
+        label_space: LabelSpace,
+        *,
+        backend: str = "transformers",
+        model: str | None = None,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        frames: str = "uniform:8",
+        faces: str = "none",
+        face_step: int = 5,
+        mode: str = "generate",
+        prompt: str | None = None,
+        concurrency: int = 8,
+        max_new_tokens: int = 16,
+        temperature: float = 0.0,
+        image_size: int = 448,
+        adapter: str | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+        cache_dir: str | None = None,
+        cache: bool = True,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        person: PersonView = "box",
+        max_labels: int = 6,
+    ) -> None:
+        if not model:
+            raise InputError(
+                "--recognizer vlm needs --model (a model folder, id or served model name)"
+            )
+        if mode not in MODES:
+            raise InputError(f"--mode {mode!r} is unknown; choose one of: {', '.join(MODES)}")
+        if person not in ("box", "crop"):
+            raise InputError(f"person view {person!r} is unknown; choose box or crop")
+        if (
+            image_size < 28
+            or max_new_tokens < 1
+            or temperature < 0
+            or face_step < 1
+            or max_labels < 1
+        ):
+            raise InputError(
+                "--image-size must be ≥ 28, --max-new-tokens ≥ 1, --temperature ≥ 0, "
+                "--face-step ≥ 1 and max_labels ≥ 1"
+            )
+        self.label_space = label_space
+        self.backend_name, self.model = backend, model
+        self.mode: Mode = mode  # type: ignore[assignment]
+        self.sampler = parse_sampler(frames)
+        self.faces, self.face_step = faces, face_step
+        self.detector = get_face_detector(faces, device=device) if faces != "none" else None
+        self.template = load_prompt(prompt or ("contextual" if label_space.multi_label else "dfer"))
+        self.settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
+        self.image_size, self.person, self.max_labels = image_size, person, max_labels
+        self.concurrency = concurrency
+        self.api_key_env, self.adapter, self.dtype = api_key_env, adapter, dtype
+        self.backend: VLM = _build_backend(
+            backend,
+            model,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            adapter=adapter,
+            device=device,
+            dtype=dtype,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        self.vlm = CachedVLM(self.backend, ResponseCache(cache_dir) if cache else None)
+
+    @property
+    def batch_size(self) -> int:
+        """How many samples one `predict` call should get to keep `concurrency` requests busy."""
+        return max(32, 4 * self.concurrency)
+
+    def config(self) -> Mapping[str, Any]:
+        """Settings that determine the answers (no secrets: only the API key variable's name)."""
+        return {
+            "recognizer": self.name,
+            "label_set": self.label_space.name,
+            "backend": self.backend_name,
+            "model": self.model,
+            "model_fingerprint": dict(self.backend.fingerprint()),
+            "api_key_env": self.api_key_env if self.backend_name == "openai" else None,
+            "adapter": self.adapter,
+            "dtype": self.dtype if self.backend_name == "transformers" else None,
+            "frames": str(self.sampler),
+            "faces": self.faces,
+            "face_step": self.face_step,
+            "mode": self.mode,
+            "prompt": self.template.name,
+            "prompt_sha256": hashlib.sha256(self.template.source.encode()).hexdigest(),
+            "max_new_tokens": self.settings.max_new_tokens,
+            "temperature": self.settings.temperature,
+            "image_size": self.image_size,
+            "person": self.person,
+            "max_labels": self.max_labels,
+        }
+
+    def predict(self, samples: Sequence[Sample]) -> list[Prediction]:
+        """One Prediction per sample, in order; per-sample problems become failed/unparsed rows."""
+        predictions: list[Prediction] = []
+        for start in range(0, len(samples), self.batch_size):
+            predictions.extend(self._predict_chunk(samples[start : start + self.batch_size]))
+        return predictions
+
+    def _predict_chunk(self, samples: Sequence[Sample]) -> list[Prediction]:
+        results: dict[int, Prediction] = {}
+        prepared: list[tuple[int, _Prepared]] = []
+        for i, sample in enumerate(samples):
+            started = time.perf_counter()
+            try:
+                prepared.append((i, self._prepare(sample)))
+            except MediaError as exc:
+                results[i] = Prediction.failed(
+                    sample.id, str(exc), Cost(seconds=time.perf_counter() - started)
+                )
+        requests = [p.request for _, p in prepared]
+        if self.mode == "score":
+            answers = self.vlm.score(requests, self.label_space.labels, self.settings)
+        else:
+            answers = self.vlm.generate(requests, self.settings)
+        for (i, item), answer in zip(prepared, answers, strict=True):
+            results[i] = self._prediction(item, answer)
+        return [results[i] for i in range(len(samples))]
+
+    # ---- sample → request -------------------------------------------------------------------
+
+    def _prepare(self, sample: Sample) -> _Prepared:
+        started = time.perf_counter()
+        info = probe(sample.media)
+        indices = self.sampler.indices(info.frame_count, info.fps) if info.frame_count > 1 else [0]
+        clip = read_frames(sample.media, indices)
+        images = [frame.image for frame in clip.frames]
+        extra: dict[str, Any] = {"frames_sampled": len(images)}
+        if self.detector is not None:
+            tracked = track_faces(images, self.detector, step=self.face_step, person_box=sample.box)
+            images = [
+                crop_face(img, f) if f is not None else img
+                for img, f in zip(images, tracked, strict=True)
+            ]
+            extra["frames_with_face"] = sum(f is not None for f in tracked)
+        elif sample.box is not None:
+            show = draw_box if self.person == "box" else crop_box
+            images = [show(img, sample.box) for img in images]
+        images = [fit_within(img, self.image_size) for img in images]
+        text = self.template.render(
+            labels=list(self.label_space.labels),
+            media="video" if len(images) > 1 else "image",
+            num_frames=len(images),
+            multi_label=self.label_space.multi_label,
+            dataset=self.label_space.name,
+            person=self.person if sample.box is not None and self.detector is None else None,
+            k=self.max_labels,
+        )
+        if len(images) > 1:
+            rate = len(images) / clip.duration if clip.duration > 0 else clip.fps
+            visual: np.ndarray | VideoInput = VideoInput(tuple(images), fps=rate)
+        else:
+            visual = images[0]
+        request = VLMRequest((visual, text), tag=sample.id)
+        return _Prepared(sample, request, time.perf_counter() - started, extra)
+
+    # ---- answer → prediction ----------------------------------------------------------------
+
+    def _prediction(self, item: _Prepared, answer: VLMAnswer) -> Prediction:
+        sid = item.sample.id
+        cost = answer.cost + Cost(seconds=item.seconds)
+        extra = {**item.extra, "cached": answer.cached}
+        if answer.error:
+            return Prediction.failed(sid, answer.error, cost)
+        if answer.refusal:
+            return Prediction(
+                sid,
+                raw=answer.refusal,
+                status=Status.UNPARSED,
+                reason=f"refused: {answer.refusal}",
+                cost=cost,
+                extra=extra,
+            )
+        if self.mode == "score":
+            return self._scored(item, answer, cost, extra)
+        if not answer.text:
+            return Prediction(
+                sid, status=Status.UNPARSED, reason="empty answer", cost=cost, extra=extra
+            )
+        parsed = self.label_space.parse(answer.text)
+        reason = ""
+        if parsed.status is Status.UNPARSED:
+            cut = " (cut off by --max-new-tokens)" if answer.finish_reason == "length" else ""
+            reason = f"the answer names no emotion{cut}"
+        elif parsed.status is Status.OUT_OF_SET:
+            reason = f"{parsed.labels[0]!r} is not a label of {self.label_space.name}"
+        return Prediction(
+            sid,
+            labels=parsed.labels,
+            raw=answer.text,
+            status=parsed.status,
+            reason=reason,
+            cost=cost,
+            extra=extra,
+        )
+
+    def _scored(
+        self, item: _Prepared, answer: VLMAnswer, cost: Cost, extra: dict[str, Any]
+    ) -> Prediction:
+        labels = self.label_space.labels
+        logprobs = np.array([answer.label_logprobs[label] for label in labels], dtype=np.float64)
+        probs = _softmax(logprobs)
+        order = np.argsort(-probs, kind="stable")
+        return Prediction(
+            item.sample.id,
+            labels=tuple(labels[j] for j in order),
+            scores={label: float(p) for label, p in zip(labels, probs, strict=True)},
+            raw=answer.text,
+            status=Status.OK,
+            cost=cost,
+            extra={
+                **extra,
+                "label_logprobs": {lab: float(v) for lab, v in zip(labels, logprobs, strict=True)},
+            },
+        )
+
+
+def _build_backend(
+    backend: str,
+    model: str,
+    *,
+    base_url: str | None,
+    api_key_env: str,
+    concurrency: int,
+    adapter: str | None,
+    device: str,
+    dtype: str,
+    timeout: float,
+    max_retries: int,
+) -> VLM:
+    """The named backend with the settings that apply to it; wrong combinations are refused."""
+    factory = VLM_BACKENDS.get(backend)
+    if backend == "openai":
+        if not base_url:
+            raise InputError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        if adapter:
+            raise InputError(
+                "--adapter applies to --backend transformers only; load it in the server"
+            )
+        return factory(
+            model,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+    if base_url:
+        raise InputError(f"--base-url applies to --backend openai only, not {backend}")
+    return factory(model, adapter=adapter, device=device, dtype=dtype, batch_size=concurrency)

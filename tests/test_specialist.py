@@ -1,0 +1,125 @@
+"""The offline specialist recognizer on real faces, real videos and broken files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emovlm.errors import InputError
+from emovlm.labels import get_label_space
+from emovlm.recognizers.aggregate import expressive_peak, mean_over_frames
+from emovlm.recognizers.specialist import SpecialistRecognizer, class_map
+from emovlm.types import Sample, Status
+
+FER2013 = get_label_space("fer2013")
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> SpecialistRecognizer:
+    return SpecialistRecognizer(get_label_space("dfew"))
+
+
+def test_smiling_astronaut_is_happy(
+    recognizer: SpecialistRecognizer, asset: Callable[[str], Path]
+) -> None:
+    (pred,) = recognizer.predict([Sample("astronaut", asset("astronaut"))])
+    assert pred.status is Status.OK
+    assert pred.top == "happy"
+    assert sum(pred.scores.values()) == pytest.approx(1.0, abs=1e-4)
+    assert list(pred.labels) == sorted(pred.scores, key=pred.scores.get, reverse=True)
+    assert "trajectory" not in pred.extra  # a still image has no timeline
+
+
+def test_video_keeps_a_per_frame_trajectory(
+    recognizer: SpecialistRecognizer, asset: Callable[[str], Path]
+) -> None:
+    (pred,) = recognizer.predict([Sample("clip", asset("feat-video-single-face"))])
+    trajectory = pred.extra["trajectory"]
+    assert pred.extra["frames_sampled"] == 72 and pred.extra["frames_with_face"] == 72
+    assert np.all(np.diff(trajectory["times"]) > 0)
+    probs = np.array(trajectory["probs"])
+    assert probs.shape == (72, 7)
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)
+    happy = probs[:, list(trajectory["labels"]).index("happy")]
+    assert happy[30:50].mean() > happy[:10].mean() + 0.3  # the smile is in the middle of the clip
+    assert pred.top == "happy"
+
+
+def test_bad_media_fail_alone_with_a_reason(
+    recognizer: SpecialistRecognizer, asset: Callable[[str], Path], tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty clip.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    batch = [
+        Sample("empty", empty),
+        Sample("astronaut", asset("astronaut")),
+        Sample("text", text),
+        Sample("mountain", asset("feat-no-face")),
+    ]
+    preds = recognizer.predict(batch)
+    assert [p.sample_id for p in preds] == ["empty", "astronaut", "text", "mountain"]
+    assert [p.status for p in preds] == [Status.FAILED, Status.OK, Status.FAILED, Status.FAILED]
+    assert "empty clip.mp4" in preds[0].reason
+    assert "notes.mp4" in preds[2].reason
+    assert "no face found" in preds[3].reason and "--faces none" in preds[3].reason
+
+
+def test_batched_answers_equal_one_by_one(
+    recognizer: SpecialistRecognizer, asset: Callable[[str], Path]
+) -> None:
+    samples = [Sample(n, asset(n)) for n in ("feat-happy", "feat-surprise", "feat-angry")]
+    together = recognizer.predict(samples)
+    alone = [recognizer.predict([s])[0] for s in samples]
+    for a, b in zip(together, alone, strict=True):
+        assert a.labels == b.labels
+        assert a.scores == pytest.approx(b.scores, abs=1e-5)
+
+
+def test_mafw_labels_the_model_cannot_output_are_listed_and_get_zero(
+    asset: Callable[[str], Path],
+) -> None:
+    mafw = SpecialistRecognizer(get_label_space("mafw"), faces="haar")
+    assert set(mafw.config()["unreachable_labels"]) == {
+        "contempt",
+        "anxiety",
+        "helplessness",
+        "disappointment",
+    }
+    (pred,) = mafw.predict([Sample("astronaut", asset("astronaut"))])
+    assert pred.top == "happiness"
+    assert pred.scores["contempt"] == 0.0
+
+
+def test_class_map_follows_label_synonyms() -> None:
+    emotic = get_label_space("emotic")
+    matrix = class_map(FER2013.labels, emotic)
+    sent = {FER2013.labels[i]: emotic.labels[j] for i, j in zip(*np.nonzero(matrix), strict=True)}
+    assert sent == {
+        "angry": "anger",
+        "fear": "fear",
+        "happy": "happiness",
+        "sad": "sadness",
+        "surprise": "surprise",
+    }
+
+
+def test_peak_aggregation_keeps_a_brief_expression_that_the_mean_dilutes() -> None:
+    neutral, happy = FER2013.index("neutral"), FER2013.index("happy")
+    probs = np.full((40, 7), 0.01)
+    probs[:, neutral] = 0.94
+    probs[18:24] = 0.01  # a quarter-second smile at 25 fps in a neutral clip
+    probs[18:24, happy] = 0.94
+    assert np.argmax(mean_over_frames(probs, FER2013)) == neutral
+    assert np.argmax(expressive_peak(probs, FER2013)) == happy
+
+
+def test_bad_settings_are_refused_up_front() -> None:
+    with pytest.raises(InputError, match="aggregate"):
+        SpecialistRecognizer(FER2013, aggregate="median")
+    with pytest.raises(InputError, match="face-step"):
+        SpecialistRecognizer(FER2013, face_step=0)
