@@ -130,6 +130,13 @@ def _decode_data_url(url: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
 
 
+class _Server(ThreadingHTTPServer):
+    """A threading HTTP server with a listen backlog deep enough for many clients at once."""
+
+    request_queue_size = 512
+    daemon_threads = True
+
+
 class FakeOpenAIServer:
     """Run the server in a daemon thread; use as a context manager."""
 
@@ -140,8 +147,7 @@ class FakeOpenAIServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), self._handler())
         self._lifetime = lifetime
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._timer = threading.Timer(lifetime, self.stop)

@@ -79,6 +79,8 @@ def test_at_fps_spaces_frames_by_fps_over_target(
 def test_at_fps_examples() -> None:
     assert at_fps(75, 25, 5) == list(range(0, 75, 5))
     assert at_fps(10, 30, 12) == [0, 2, 5, 7]
+    assert at_fps(100, 1, 0.1) == list(range(0, 100, 10))  # decimal settings step exactly
+    assert at_fps(12, 29.97, 9.99) == [0, 3, 6, 9]
     assert at_fps(75, 25, 25) == list(range(75))
     assert at_fps(75, 25, 60) == list(range(75))
     assert at_fps(0, 25, 5) == []

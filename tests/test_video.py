@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import av
@@ -12,6 +14,7 @@ import pytest
 
 from emovlm import video
 from emovlm.errors import InputError, MediaError
+from emovlm.frames import uniform
 from emovlm.video import iter_frames, probe, read_frames
 
 WIDTH, HEIGHT, FPS, FRAMES = 64, 48, 25, 75
@@ -52,9 +55,12 @@ def write_video(
     container_format: str | None = None,
     images: list[np.ndarray] | None = None,
     rotation: int = 0,
+    container_options: dict[str, str] | None = None,
 ) -> Path:
     """Encode barcode frames (or `images`) at FPS into `path` with PyAV."""
-    with av.open(str(path), "w", format=container_format) as container:
+    with av.open(
+        str(path), "w", format=container_format, options=container_options or {}
+    ) as container:
         stream = container.add_stream(codec, rate=FPS)
         stream.width, stream.height = WIDTH, HEIGHT
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
@@ -246,6 +252,30 @@ def test_non_ascii_and_space_names_work(tmp_path: Path) -> None:
 def test_fps_argument_does_not_change_a_videos_own_timing(clip: Path) -> None:
     assert probe(clip, fps=10).fps == FPS
     assert read_frames(clip, [50], fps=10).frames[0].time == pytest.approx(2.0)
+    with pytest.raises(InputError, match="fps"):
+        probe(clip, fps=0)
+
+
+@pytest.mark.parametrize("name", ["feat-video-single-face", "feat-video-no-face"])
+def test_real_clips_decode_completely_and_seek_to_the_same_pixels(
+    asset: Callable[[str], Path], name: str
+) -> None:
+    """Real encoder output; the second clip's MP4 edit list hides 3 of its 98 samples."""
+    path = asset(name)
+    info = probe(path)
+    wanted = uniform(info.frame_count, 8)[::-1]
+    sequential: dict[int, np.ndarray] = {}
+    times: list[float] = []
+    for frame in iter_frames(path):
+        times.append(frame.time)
+        if frame.index in wanted:
+            sequential[frame.index] = frame.image
+    assert len(times) == info.frame_count
+    assert times[0] == 0.0 and all(a < b for a, b in pairwise(times))
+    assert times[-1] < info.duration
+    for frame in read_frames(path, wanted).frames:
+        assert np.array_equal(frame.image, sequential[frame.index])
+        assert frame.time == times[frame.index]
 
 
 # --- failures -----------------------------------------------------------------------------------
@@ -293,16 +323,7 @@ def test_truncated_file_never_gives_a_silently_short_clip(
 ) -> None:
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, (HEIGHT, WIDTH, 3), np.uint8) for _ in range(FRAMES)]
-    path = tmp_path / name
-    with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream(codec, rate=FPS)
-        stream.width, stream.height = WIDTH, HEIGHT
-        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        for image in images:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    path = write_video(tmp_path / name, codec, images=images, container_options=options)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
 
@@ -362,7 +383,7 @@ def test_negative_index_and_bad_step_are_input_errors(clip: Path) -> None:
     with pytest.raises(InputError, match="negative"):
         read_frames(clip, [2, -1])
     with pytest.raises(InputError, match="step"):
-        next(iter_frames(clip, step=0))
+        iter_frames(clip, step=0)
 
 
 def test_missing_file_and_dangling_symlink(tmp_path: Path) -> None:
@@ -370,6 +391,8 @@ def test_missing_file_and_dangling_symlink(tmp_path: Path) -> None:
     with pytest.raises(MediaError, match="no such file") as raised:
         probe(missing)
     assert_media_error_names(missing, raised)
+    with pytest.raises(MediaError, match="no such file"):
+        iter_frames(missing)  # raised at the call, before any iteration
     link = tmp_path / "link.mp4"
     link.symlink_to(missing)
     with pytest.raises(MediaError, match="symbolic link") as raised:

@@ -10,22 +10,28 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from openai_server import Behaviour, FakeOpenAIServer, Fault, label_distribution
 from PIL import Image
-from tiny_models import build_tiny_qwen2_vl
 
 from emovlm.backends.vlm import BackendError
 from emovlm.errors import InputError
 from emovlm.labels import get_label_space
 from emovlm.recognizers.vlm import VLMRecognizer
 from emovlm.types import Sample, Status
+from openai_server import Behaviour, FakeOpenAIServer, Fault, label_distribution
+from tiny_models import build_tiny_qwen2_vl
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 DFEW = get_label_space("dfew")
 EMOTIC = get_label_space("emotic")
 COLOURS = {
-    "red": (250, 0, 0), "green": (0, 250, 0), "blue": (0, 0, 250), "grey": (128, 128, 128),
-    "yellow": (250, 250, 0), "magenta": (250, 0, 250), "cyan": (0, 250, 250), "black": (0, 0, 0),
+    "red": (250, 0, 0),
+    "green": (0, 250, 0),
+    "blue": (0, 0, 250),
+    "grey": (128, 128, 128),
+    "yellow": (250, 250, 0),
+    "magenta": (250, 0, 250),
+    "cyan": (0, 250, 250),
+    "black": (0, 0, 0),
 }
 
 
@@ -67,8 +73,13 @@ def write_frame_folder(folder: Path, colour: str, frames: int = 8) -> Path:
 def answer_by_colour(images: list[np.ndarray], text: str) -> str:
     """The test server's rule: the first image's colour decides; some colours answer oddly."""
     return {
-        "red": "angry", "green": "Happy.", "blue": "The person looks sad.", "grey": "neutral",
-        "yellow": "I'm not sure.", "magenta": "pain", "black": "happiness, excitement",
+        "red": "angry",
+        "green": "Happy.",
+        "blue": "The person looks sad.",
+        "grey": "neutral",
+        "yellow": "I'm not sure.",
+        "magenta": "pain",
+        "black": "happiness, excitement",
     }.get(colour_of(images[0]) if images else "grey", "neutral")
 
 
@@ -85,7 +96,9 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 @pytest.fixture()
 def fresh(server: FakeOpenAIServer) -> FakeOpenAIServer:
-    server.behaviour = Behaviour(answer=answer_by_colour, key=lambda images, text: colour_of(images[0]))
+    server.behaviour = Behaviour(
+        answer=answer_by_colour, key=lambda images, text: colour_of(images[0])
+    )
     server.reset()
     return server
 
@@ -101,11 +114,18 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return files
 
 
-def served(server: FakeOpenAIServer, label_space=DFEW, tmp: Path | None = None, **kw: object) -> VLMRecognizer:
+def served(
+    server: FakeOpenAIServer, label_space=DFEW, tmp: Path | None = None, **kw: object
+) -> VLMRecognizer:
     """A recognizer on the test server with its own cache folder."""
     options: dict[str, object] = {
-        "backend": "openai", "model": "tiny-vlm", "base_url": server.url, "frames": "uniform:4",
-        "max_retries": 1, "cache_dir": str(tmp) if tmp else None, "cache": tmp is not None,
+        "backend": "openai",
+        "model": "tiny-vlm",
+        "base_url": server.url,
+        "frames": "uniform:4",
+        "max_retries": 1,
+        "cache_dir": str(tmp) if tmp else None,
+        "cache": tmp is not None,
     }
     options.update(kw)
     return VLMRecognizer(label_space, **options)  # type: ignore[arg-type]
@@ -114,7 +134,11 @@ def served(server: FakeOpenAIServer, label_space=DFEW, tmp: Path | None = None, 
 def test_generate_mode_parses_answers_for_images_frame_folders_and_videos(
     fresh: FakeOpenAIServer, media: dict[str, Path]
 ) -> None:
-    samples = [Sample("g", media["green"]), Sample("r", media["red-frames"]), Sample("b", media["blue-video"])]
+    samples = [
+        Sample("g", media["green"]),
+        Sample("r", media["red-frames"]),
+        Sample("b", media["blue-video"]),
+    ]
     green, red, blue = served(fresh, image_size=48).predict(samples)
     assert (green.top, green.status, green.raw) == ("happy", Status.OK, "Happy.")
     assert (red.top, blue.top) == ("angry", "sad")
@@ -124,7 +148,10 @@ def test_generate_mode_parses_answers_for_images_frame_folders_and_videos(
     by_colour = {colour_of(r["images"][0]): r for r in questions(fresh)}
     assert len(by_colour["red"]["images"]) == 4 and len(by_colour["green"]["images"]) == 1
     assert by_colour["green"]["images"][0].shape == (32, 48, 3)  # 96×64 shrunk to fit 48
-    assert "Choose one of: happy, sad, neutral, angry, surprise, disgust, fear" in by_colour["red"]["text"]
+    assert (
+        "Choose one of: happy, sad, neutral, angry, surprise, disgust, fear"
+        in by_colour["red"]["text"]
+    )
     assert "4 frames" in by_colour["red"]["text"]
 
 
@@ -139,7 +166,10 @@ def test_per_sample_problems_become_statuses_with_reasons(
     assert got["broken"].status is Status.FAILED and "broken.png" in got["broken"].reason
     assert got["yellow"].status is Status.UNPARSED and "names no emotion" in got["yellow"].reason
     assert got["magenta"].status is Status.OUT_OF_SET and got["magenta"].top == "pain"
-    assert got["cyan"].status is Status.FAILED and "server error 500 after 2 attempts" in got["cyan"].reason
+    assert (
+        got["cyan"].status is Status.FAILED
+        and "server error 500 after 2 attempts" in got["cyan"].reason
+    )
     assert got["grey"].status is Status.UNPARSED and got["grey"].reason.startswith("refused:")
     assert got["red"].status is Status.OK
     assert [p.sample_id for p in preds] == names
@@ -151,9 +181,15 @@ def test_empty_answers_are_unparsed(fresh: FakeOpenAIServer, media: dict[str, Pa
     assert pred.status is Status.UNPARSED and pred.reason == "empty answer"
 
 
-def test_score_mode_gives_probabilities_and_a_ranking(fresh: FakeOpenAIServer, media: dict[str, Path]) -> None:
-    fresh.behaviour.answer = lambda images, text: {"red": "angry", "green": "happy"}.get(colour_of(images[0]), "neutral")
-    red, green = served(fresh, mode="score").predict([Sample("r", media["red"]), Sample("g", media["green"])])
+def test_score_mode_gives_probabilities_and_a_ranking(
+    fresh: FakeOpenAIServer, media: dict[str, Path]
+) -> None:
+    fresh.behaviour.answer = lambda images, text: {"red": "angry", "green": "happy"}.get(
+        colour_of(images[0]), "neutral"
+    )
+    red, green = served(fresh, mode="score").predict(
+        [Sample("r", media["red"]), Sample("g", media["green"])]
+    )
     for pred, answer in ((red, "angry"), (green, "happy")):
         assert pred.status is Status.OK and pred.top == answer
         assert sum(pred.scores.values()) == pytest.approx(1.0)
@@ -163,7 +199,9 @@ def test_score_mode_gives_probabilities_and_a_ranking(fresh: FakeOpenAIServer, m
             assert pred.scores[label] == pytest.approx(expected[label], rel=1e-6)
 
 
-def test_emotic_person_is_shown_by_a_red_box_or_a_crop(fresh: FakeOpenAIServer, media: dict[str, Path]) -> None:
+def test_emotic_person_is_shown_by_a_red_box_or_a_crop(
+    fresh: FakeOpenAIServer, media: dict[str, Path]
+) -> None:
     sample = Sample("p1", media["black"], labels=("happiness",), box=(20.0, 10.0, 60.0, 50.0))
     [boxed] = served(fresh, EMOTIC).predict([sample])
     assert boxed.status is Status.OK and boxed.labels[:2] == ("happiness", "excitement")
@@ -177,20 +215,26 @@ def test_emotic_person_is_shown_by_a_red_box_or_a_crop(fresh: FakeOpenAIServer, 
     assert cropped["images"][0].shape == (48, 48, 3) and "red box" not in cropped["text"]
 
 
-def test_a_rerun_is_served_from_the_cache_without_a_server(media: dict[str, Path], tmp_path: Path) -> None:
+def test_a_rerun_is_served_from_the_cache_without_a_server(
+    media: dict[str, Path], tmp_path: Path
+) -> None:
     samples = [Sample(n, media[n]) for n in ("red", "green", "blue-video")]
     with FakeOpenAIServer(Behaviour(answer=answer_by_colour), lifetime=60) as own:
         first = served(own, tmp=tmp_path).predict(samples)
         own.reset()
         again = served(own, tmp=tmp_path).predict(samples)
         assert own.calls == 0
-    assert [(p.labels, p.status, p.raw) for p in again] == [(p.labels, p.status, p.raw) for p in first]
+    assert [(p.labels, p.status, p.raw) for p in again] == [
+        (p.labels, p.status, p.raw) for p in first
+    ]
     assert all(p.extra["cached"] for p in again) and not any(p.extra["cached"] for p in first)
     after_shutdown = served(own, tmp=tmp_path).predict(samples)  # the server is gone now
     assert [p.top for p in after_shutdown] == ["angry", "happy", "sad"]
 
 
-def test_a_run_that_cannot_work_fails_once_with_the_fix(fresh: FakeOpenAIServer, media: dict[str, Path]) -> None:
+def test_a_run_that_cannot_work_fails_once_with_the_fix(
+    fresh: FakeOpenAIServer, media: dict[str, Path]
+) -> None:
     with pytest.raises(BackendError, match="does not serve model 'gpt-x'.*fix --model"):
         served(fresh, model="gpt-x").predict([Sample("r", media["red"])])
     fresh.behaviour.vision = False
@@ -237,7 +281,12 @@ def test_bad_settings_are_refused_up_front(fresh: FakeOpenAIServer) -> None:
 
 def test_transformers_backend_end_to_end_on_a_video(media: dict[str, Path], tmp_path: Path) -> None:
     folder = build_tiny_qwen2_vl(tmp_path / "qwen")
-    options = {"backend": "transformers", "model": str(folder), "frames": "uniform:4", "cache": False}
+    options = {
+        "backend": "transformers",
+        "model": str(folder),
+        "frames": "uniform:4",
+        "cache": False,
+    }
     scored = VLMRecognizer(DFEW, mode="score", **options)
     [pred] = scored.predict([Sample("b", media["blue-video"])])
     assert pred.status is Status.OK and sum(pred.scores.values()) == pytest.approx(1.0)

@@ -7,6 +7,7 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from itertools import pairwise
 
 from emovlm.errors import InputError
@@ -17,7 +18,7 @@ SAMPLER_FORMS = "uniform:K, fps:F, all, msce:KxG (or msce:K), each optionally +s
 DEFAULT_PER_GAP = 4
 """In-between frames per gap of an MSCE plan when the spec does not say."""
 
-_KINDS_WITH_VALUE = ("uniform", "fps", "msce")
+_KINDS = ("uniform", "fps", "all", "msce")
 _SPEC = re.compile(
     r"(?P<kind>uniform|fps|all|msce)"
     r"(?::(?P<value>\d+(?:\.\d+)?(?:e[+-]?\d+)?)(?:x(?P<per_gap>\d+))?)?"
@@ -41,9 +42,9 @@ def at_fps(frame_count: int, fps: float, target_fps: float) -> list[int]:
     _check_positive("target fps", target_fps)
     if target_fps >= fps:
         return all_frames(frame_count)
-    step = fps / target_fps
-    taken = math.ceil(frame_count / step - 1e-9)
-    return [math.floor(n * step + 1e-9) for n in range(taken)]
+    step = _decimal(fps) / _decimal(target_fps)  # exact: 25/5 and 1/0.1 step by 5 and 10
+    taken = -(-frame_count * step.denominator // step.numerator)  # ceil(frame_count / step)
+    return [n * step.numerator // step.denominator for n in range(taken)]
 
 
 def all_frames(frame_count: int) -> list[int]:
@@ -106,7 +107,7 @@ class Sampler:
     shuffle_seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in _KINDS_WITH_VALUE and self.kind != "all":
+        if self.kind not in _KINDS:
             raise InputError(f"unknown sampler kind {self.kind!r}; use one of: {SAMPLER_FORMS}.")
         if self.kind == "all":
             if self.value is not None:
@@ -179,6 +180,11 @@ def _between(start: int, end: int, per_gap: int) -> list[int]:
     if inside <= per_gap:
         return list(range(start + 1, end))
     return [start + ((n + 1) * (end - start)) // (per_gap + 1) for n in range(per_gap)]
+
+
+def _decimal(value: float) -> Fraction:
+    """The number as written in decimal (0.1 is 1/10, not the nearest binary float)."""
+    return Fraction(repr(float(value)))
 
 
 def _number(value: float) -> str:

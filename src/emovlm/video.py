@@ -58,11 +58,11 @@ def probe(path: Path | str, *, fps: float | None = None) -> MediaInfo:
     `fps` is the frame rate of frame folders and images (default 25); video files use their own.
     """
     path = Path(path)
+    rate = _still_fps(fps)
     kind = _media_kind(path)
     if kind == "video":
         return _probe_video(path)
     files = _still_files(path, kind)
-    rate = _still_fps(fps)
     width, height = _image_size(files[0])
     return MediaInfo(path, kind, len(files), rate, len(files) / rate, width, height)
 
@@ -73,6 +73,7 @@ def read_frames(path: Path | str, indices: Sequence[int], *, fps: float | None =
     Raises MediaError when a requested frame does not exist or does not decode.
     """
     path = Path(path)
+    rate = _still_fps(fps)
     kind = _media_kind(path)
     indices = [operator.index(index) for index in indices]
     wanted = sorted(set(indices))
@@ -81,7 +82,6 @@ def read_frames(path: Path | str, indices: Sequence[int], *, fps: float | None =
     if kind == "video":
         return _read_video(path, indices, wanted)
     files = _still_files(path, kind)
-    rate = _still_fps(fps)
     _check_indices_exist(path, wanted, len(files))
     images = {index: load_image(files[index]) for index in wanted}
     frames = tuple(Frame(image, index / rate, index) for index, image in _in_order(indices, images))
@@ -91,19 +91,20 @@ def read_frames(path: Path | str, indices: Sequence[int], *, fps: float | None =
 def iter_frames(path: Path | str, step: int = 1, *, fps: float | None = None) -> Iterator[Frame]:
     """Stream every `step`-th frame (0, step, 2*step, ...) in time order, holding one at a time.
 
-    Raises MediaError, after the frames that did decode, when the stream ends early.
+    Bad arguments and paths raise at the call; a video's decoding errors raise while iterating,
+    and a stream that ends early raises MediaError after the frames that did decode.
     """
     if step < 1:
         raise InputError(f"iter_frames step must be 1 or more, got {step}.")
     path = Path(path)
+    rate = _still_fps(fps)
     kind = _media_kind(path)
     if kind == "video":
-        yield from _iter_video(path, step)
-        return
+        return _iter_video(path, step)
     files = _still_files(path, kind)
-    rate = _still_fps(fps)
-    for index in range(0, len(files), step):
-        yield Frame(load_image(files[index]), index / rate, index)
+    return (
+        Frame(load_image(files[index]), index / rate, index) for index in range(0, len(files), step)
+    )
 
 
 def load_image(path: Path | str) -> np.ndarray:
@@ -176,7 +177,10 @@ def _natural_key(name: str) -> tuple[list[int | str], str]:
 
 
 def _still_fps(fps: float | None) -> float:
-    """The frame rate for frame folders and images: `fps` if given, else DEFAULT_FPS."""
+    """The frame rate for frame folders and images: `fps` if given, else DEFAULT_FPS.
+
+    Checked for videos too, which ignore it: a bad value is a caller bug whatever the media.
+    """
     if fps is None:
         return DEFAULT_FPS
     if not (math.isfinite(fps) and fps > 0):

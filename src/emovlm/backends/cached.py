@@ -43,15 +43,27 @@ class CachedVLM:
         return self._answers("score", requests, settings, labels)
 
     def key(
-        self, mode: Mode, request: VLMRequest, settings: GenerationSettings, labels: Sequence[str] | None
+        self,
+        mode: Mode,
+        request: VLMRequest,
+        settings: GenerationSettings,
+        labels: Sequence[str] | None,
     ) -> str:
         """The cache key of one request: backend fingerprint, mode, labels, settings and content."""
         return request_key(
-            self.backend.fingerprint(), mode, list(labels or ()), settings, request.parts, request.system
+            self.backend.fingerprint(),
+            mode,
+            list(labels or ()),
+            settings,
+            request.parts,
+            request.system,
         )
 
     def _call(
-        self, mode: Mode, requests: Sequence[VLMRequest], settings: GenerationSettings,
+        self,
+        mode: Mode,
+        requests: Sequence[VLMRequest],
+        settings: GenerationSettings,
         labels: Sequence[str] | None,
     ) -> list[VLMAnswer]:
         self.backend.preflight(mode)
@@ -60,7 +72,10 @@ class CachedVLM:
         return self.backend.generate(requests, settings)
 
     def _answers(
-        self, mode: Mode, requests: Sequence[VLMRequest], settings: GenerationSettings,
+        self,
+        mode: Mode,
+        requests: Sequence[VLMRequest],
+        settings: GenerationSettings,
         labels: Sequence[str] | None,
     ) -> list[VLMAnswer]:
         if self.cache is None or not settings.deterministic:

@@ -84,7 +84,10 @@ def label_logprobs_from_top(steps: Sequence[TokenStep], labels: Sequence[str]) -
 
 
 def _assign_branched(
-    result: dict[str, float], branched: dict[str, list[str]], top: Mapping[str, float], consumed: float
+    result: dict[str, float],
+    branched: dict[str, list[str]],
+    top: Mapping[str, float],
+    consumed: float,
 ) -> None:
     sharers: dict[str, int] = {}
     for tokens in branched.values():

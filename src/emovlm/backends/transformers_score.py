@@ -71,7 +71,9 @@ def score_labels(
         for tokens in spellings:
             logprob = first[:, tokens[0]]
             if len(tokens) > 1:
-                logprob = logprob + _continuation_logprob(model, cache, attention, positions, tokens)
+                logprob = logprob + _continuation_logprob(
+                    model, cache, attention, positions, tokens
+                )
                 cache.crop(1 - len(tokens))  # negative: drop this label's tokens again
             per_spelling.append(logprob)
         columns.append(torch.logsumexp(torch.stack(per_spelling), dim=0))
@@ -95,7 +97,9 @@ def _continuation_logprob(
     if positions is not None:
         offsets = torch.arange(steps, device=device, dtype=positions.dtype)
         kwargs["position_ids"] = positions[..., -1:] + 1 + offsets
-    out = model(input_ids=feed, attention_mask=mask, past_key_values=cache, use_cache=True, **kwargs)
+    out = model(
+        input_ids=feed, attention_mask=mask, past_key_values=cache, use_cache=True, **kwargs
+    )
     logprobs = out.logits.float().log_softmax(-1)
     targets = torch.tensor(tokens[1:], device=device).expand(batch, -1)
     return logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).sum(-1)

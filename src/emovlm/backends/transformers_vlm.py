@@ -26,7 +26,12 @@ from emovlm.backends.vlm import (
 from emovlm.errors import InputError, MissingDependencyError
 from emovlm.types import Cost
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "auto": "auto",
+}
 FramesAs = Literal["auto", "video", "images"]
 
 
@@ -36,7 +41,9 @@ def resolve_model_source(model: str) -> Path:
     if path.is_dir():
         return path
     if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise InputError(f"--model {model!r} is not a model folder; pass the folder with config.json")
+        raise InputError(
+            f"--model {model!r} is not a model folder; pass the folder with config.json"
+        )
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
@@ -104,8 +111,15 @@ class TransformersVLM:
         self.source = resolve_model_source(model)
         self.adapter = Path(adapter).expanduser() if adapter else None
         if self.adapter is not None and not (self.adapter / "adapter_config.json").is_file():
-            raise InputError(f"--adapter {adapter!r} is not a LoRA adapter folder (no adapter_config.json)")
-        self.device, self.dtype, self.batch_size, self.frames_as = device, dtype, batch_size, frames_as
+            raise InputError(
+                f"--adapter {adapter!r} is not a LoRA adapter folder (no adapter_config.json)"
+            )
+        self.device, self.dtype, self.batch_size, self.frames_as = (
+            device,
+            dtype,
+            batch_size,
+            frames_as,
+        )
         self._loaded: _Loaded | None = None
 
     @cached_property
@@ -132,7 +146,9 @@ class TransformersVLM:
             return self._loaded
         try:
             processor = AutoProcessor.from_pretrained(self.source)
-            model = AutoModelForImageTextToText.from_pretrained(self.source, dtype=DTYPES[self.dtype])
+            model = AutoModelForImageTextToText.from_pretrained(
+                self.source, dtype=DTYPES[self.dtype]
+            )
         except (OSError, ValueError, KeyError) as exc:
             raise BackendError(
                 f"cannot load {self.model_name!r} as an image-text-to-text model with transformers "
@@ -155,8 +171,11 @@ class TransformersVLM:
         if self.frames_as == "video" and not video_ok:
             raise BackendError(f"{self.model_name!r} has no video processor; use frames as images")
         self._loaded = _Loaded(
-            model, processor, video_ok and self.frames_as != "images",
-            _vision_token_ids(processor), _context_limit(model),
+            model,
+            processor,
+            video_ok and self.frames_as != "images",
+            _vision_token_ids(processor),
+            _context_limit(model),
         )
         return self._loaded
 
@@ -164,14 +183,18 @@ class TransformersVLM:
         try:
             from peft import PeftModel
         except ImportError as exc:
-            raise MissingDependencyError("--adapter needs peft; run: pip install 'emovlm[vlm]'") from exc
+            raise MissingDependencyError(
+                "--adapter needs peft; run: pip install 'emovlm[vlm]'"
+            ) from exc
         return PeftModel.from_pretrained(model, self.adapter).merge_and_unload()
 
     def generate(
         self, requests: Sequence[VLMRequest], settings: GenerationSettings
     ) -> list[VLMAnswer]:
         """Greedy (temperature 0) or sampled answers, in batches of `batch_size`."""
-        return self._run(requests, settings.max_new_tokens, lambda inputs: self._generate(inputs, settings))
+        return self._run(
+            requests, settings.max_new_tokens, lambda inputs: self._generate(inputs, settings)
+        )
 
     def score(
         self, requests: Sequence[VLMRequest], labels: Sequence[str], settings: GenerationSettings
@@ -188,7 +211,9 @@ class TransformersVLM:
         loaded = self._load()
         answers: list[VLMAnswer] = []
         for start in range(0, len(requests), self.batch_size):
-            answers.extend(self._run_batch(loaded, requests[start : start + self.batch_size], new_tokens, step))
+            answers.extend(
+                self._run_batch(loaded, requests[start : start + self.batch_size], new_tokens, step)
+            )
         return answers
 
     def _run_batch(
@@ -243,7 +268,12 @@ class TransformersVLM:
         for token_id in loaded.vision_token_ids:
             visual |= ids == token_id
         return [
-            Cost(calls=1, input_tokens=int(m.sum()), visual_tokens=int((v & m).sum()), seconds=seconds)
+            Cost(
+                calls=1,
+                input_tokens=int(m.sum()),
+                visual_tokens=int((v & m).sum()),
+                seconds=seconds,
+            )
             for m, v in zip(mask, visual, strict=True)
         ]
 
@@ -253,14 +283,19 @@ class TransformersVLM:
         for request in batch:
             messages, req_images, req_videos = _messages(request, loaded.video_ok)
             texts.append(
-                loaded.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+                loaded.processor.apply_chat_template(
+                    messages, add_generation_prompt=True, tokenize=False
+                )
             )
             images.extend(req_images)
             for video in req_videos:
                 videos.append(np.stack(video.frames))
                 metadata.append(
-                    {"total_num_frames": len(video.frames), "fps": video.fps,
-                     "frames_indices": list(range(len(video.frames)))}
+                    {
+                        "total_num_frames": len(video.frames),
+                        "fps": video.fps,
+                        "frames_indices": list(range(len(video.frames))),
+                    }
                 )
         kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
         if images:
@@ -281,11 +316,15 @@ class TransformersVLM:
         )
         with torch.inference_mode():
             output = loaded.model.generate(
-                **inputs, max_new_tokens=settings.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                **inputs,
+                max_new_tokens=settings.max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
                 **sampling,
             )
         new = output[:, inputs["input_ids"].shape[1] :]
-        stops = set(_as_list(loaded.model.generation_config.eos_token_id)) | {tokenizer.eos_token_id}
+        stops = set(_as_list(loaded.model.generation_config.eos_token_id)) | {
+            tokenizer.eos_token_id
+        }
         answers = []
         for row in new.tolist():
             length = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
@@ -302,7 +341,9 @@ class TransformersVLM:
         loaded = self._load()
         tokenizer = loaded.processor.tokenizer
         prompt_end = tokenizer.decode(inputs["input_ids"][0, -1:])
-        variants = label_token_variants(tokenizer, labels, after_space=not prompt_end[-1:].isspace())
+        variants = label_token_variants(
+            tokenizer, labels, after_space=not prompt_end[-1:].isspace()
+        )
         scores = score_labels(loaded.model, inputs, variants).cpu().tolist()
         return [VLMAnswer(label_logprobs=dict(zip(labels, row, strict=True))) for row in scores]
 
@@ -334,5 +375,7 @@ def _messages(
             images.append(part)
     messages = [{"role": "user", "content": content}]
     if request.system:
-        messages.insert(0, {"role": "system", "content": [{"type": "text", "text": request.system}]})
+        messages.insert(
+            0, {"role": "system", "content": [{"type": "text", "text": request.system}]}
+        )
     return messages, images, videos

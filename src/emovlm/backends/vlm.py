@@ -82,7 +82,9 @@ class VLMAnswer:
         c = self.cost
         return {
             "text": self.text,
-            "label_logprobs": dict(self.label_logprobs) if self.label_logprobs is not None else None,
+            "label_logprobs": dict(self.label_logprobs)
+            if self.label_logprobs is not None
+            else None,
             "cost": [c.calls, c.input_tokens, c.visual_tokens, c.output_tokens, c.seconds],
             "finish_reason": self.finish_reason,
             "refusal": self.refusal,

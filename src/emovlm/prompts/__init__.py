@@ -39,7 +39,9 @@ class PromptTemplate:
         try:
             return _ENV.from_string(self.source)
         except jinja2.TemplateSyntaxError as exc:
-            raise InputError(f"prompt {self.name!r} line {exc.lineno}: {exc.message}; fix the template") from None
+            raise InputError(
+                f"prompt {self.name!r} line {exc.lineno}: {exc.message}; fix the template"
+            ) from None
 
     def check(self) -> None:
         """Raise InputError naming the line when the template does not parse."""
