@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--video", type=Path, default=None)
     parser.add_argument("--model", default="fer-xception")
     parser.add_argument("--faces", default="mtcnn")
-    parser.add_argument("--face-step", type=int, default=5)
+    parser.add_argument("--face-step", type=int, default=10)
     parser.add_argument("--fer-python", default=os.environ.get("FER_PYTHON"))
     args = parser.parse_args()
     video = args.video or asset_path("feat-video-pexels")

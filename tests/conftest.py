@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,5 +23,8 @@ def asset() -> Callable[[str], Path]:
 def gpt4v_dir() -> Path:
     """Folder of the real GPT-4V zero-shot answers shipped beside the repository."""
     if not SHARED_DATA.joinpath("gpt4v-zero-shot").is_dir():
-        pytest.skip("../shared/data/gpt4v-zero-shot is not beside this checkout")
+        message = "../shared/data/gpt4v-zero-shot is not beside this checkout"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must have it)")
+        pytest.skip(message)
     return SHARED_DATA / "gpt4v-zero-shot"

@@ -83,12 +83,11 @@ def _cached(server: FakeOpenAIServer, folder: Path) -> CachedVLM:
 def test_a_rerun_makes_no_model_call_not_even_a_preflight(
     fresh: FakeOpenAIServer, tmp_path: Path
 ) -> None:
-    requests = [VLMRequest((RED, "a"), tag="s1"), VLMRequest((GREEN, "b"), tag="s2")]
+    requests = [VLMRequest((RED, "a")), VLMRequest((GREEN, "b"))]
     first = _cached(fresh, tmp_path).generate(requests, GREEDY)
     assert [a.text for a in first] == ["angry", "happy"] and not any(a.cached for a in first)
     fresh.reset()
-    retagged = [replace(r, tag="other") for r in requests]  # the tag is not part of the key
-    again = _cached(fresh, tmp_path).generate(retagged, GREEDY)
+    again = _cached(fresh, tmp_path).generate(requests, GREEDY)
     assert fresh.calls == 0 and fresh.received == []
     assert [a.text for a in again] == ["angry", "happy"] and all(a.cached for a in again)
     assert [a.cost for a in again] == [a.cost for a in first]  # the original call's cost

@@ -47,9 +47,9 @@ def test_main_face_is_the_largest_without_a_person_box(group):
     [
         # The long-haired girl's body: holds her face and the curly-haired boy's (both wholly),
         # plus 40% of her right-hand neighbour's face: the larger whole face wins.
-        ((200, 200, 570, 667), [314, 232, 410, 358]),
+        ((200, 200, 570, 667), [318, 239, 410, 358]),
         # The curly-haired boy: his face is wholly inside; a third of a larger face also is.
-        ((410, 160, 560, 440), [435, 211, 517, 308]),
+        ((410, 160, 560, 440), [437, 217, 516, 309]),
     ],
 )
 def test_main_face_picks_the_face_inside_the_person_box(group, person_box, face_box):

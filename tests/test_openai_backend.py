@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import math
 import time
@@ -12,8 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from emovlm.backends import openai_vlm
 from emovlm.backends.openai_vlm import OpenAIVLM
-from emovlm.backends.vlm import BackendError, GenerationSettings, VideoInput, VLMRequest
+from emovlm.backends.vlm import GenerationSettings, VideoInput, VLMRequest
+from emovlm.errors import BackendError
 from emovlm.labels import get_label_space
 from openai_server import Behaviour, FakeOpenAIServer, Fault, label_distribution
 
@@ -33,6 +36,16 @@ RED, GREEN, BLUE, GREY = (
     solid((0, 0, 250)),
     solid((128,) * 3),
 )
+
+
+TRANSPORTS = ["httpx"] + (["aiohttp"] if importlib.util.find_spec("aiohttp") else [])
+
+
+@pytest.fixture(autouse=True, params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run every test over the default httpx transport and, when installed, over aiohttp."""
+    monkeypatch.setattr(openai_vlm, "_HAS_AIOHTTP", request.param == "aiohttp")
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -229,13 +242,28 @@ def test_preflight_rejected_or_missing_key_names_the_variable_not_the_value(
 
 
 def test_fingerprint_drops_credentials_from_the_url() -> None:
-    vlm = OpenAIVLM("m", base_url="https://user:pw@example.org:8443/v1/")
+    vlm = OpenAIVLM("m", base_url="https://user:pw@example.org:8443/v1/?key=abc")
     assert vlm.fingerprint() == {
         "backend": "openai",
         "base_url": "https://example.org:8443/v1",
         "model": "m",
     }
-    assert "pw" not in repr(vlm.fingerprint())
+
+
+@pytest.mark.parametrize(
+    ("asked", "listed", "same"),
+    [
+        ("gemini-2.5-flash", "models/gemini-2.5-flash", True),
+        ("llava", "llava:latest", True),
+        ("Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct", True),
+        ("llava", "llava:13b", False),
+        ("qwen", "qwen2", False),
+    ],
+)
+def test_listed_model_names_match_as_gemini_and_ollama_write_them(
+    asked: str, listed: str, same: bool
+) -> None:
+    assert openai_vlm._same_model(asked, listed) is same
 
 
 def test_works_inside_a_running_event_loop(fresh: FakeOpenAIServer) -> None:

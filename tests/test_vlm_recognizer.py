@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emovlm.backends.vlm import BackendError
-from emovlm.errors import InputError
+from emovlm.errors import BackendError, InputError
 from emovlm.labels import get_label_space
 from emovlm.recognizers.vlm import VLMRecognizer
 from emovlm.types import Sample, Status

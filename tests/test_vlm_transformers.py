@@ -12,8 +12,8 @@ import torch
 
 from emovlm.backends.transformers_score import label_token_variants
 from emovlm.backends.transformers_vlm import TransformersVLM
-from emovlm.backends.vlm import BackendError, GenerationSettings, VideoInput, VLMRequest
-from emovlm.errors import InputError
+from emovlm.backends.vlm import GenerationSettings, VideoInput, VLMRequest
+from emovlm.errors import BackendError, InputError
 from emovlm.labels import get_label_space
 from tiny_models import build_tiny_llava, build_tiny_qwen2_vl
 

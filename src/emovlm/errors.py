@@ -19,3 +19,7 @@ class MissingAssetError(EmovlmError):
 
 class MissingDependencyError(EmovlmError):
     """An optional dependency is not installed; the message says what to install."""
+
+
+class BackendError(EmovlmError):
+    """Every request to this backend would fail (unreachable server, unknown model, no vision)."""

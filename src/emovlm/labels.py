@@ -188,7 +188,14 @@ _EMOTIC = {
     "aversion": ("averse", "dislike"),
     "confidence": ("confident", "self-assured"),
     "disapproval": ("disapproving", "disapprove"),
-    "disconnection": ("disconnected", "detached", "indifferent", "indifference", "bored", "boredom"),
+    "disconnection": (
+        "disconnected",
+        "detached",
+        "indifferent",
+        "indifference",
+        "bored",
+        "boredom",
+    ),
     "disquietment": ("disquiet", "disquieted", "uneasy", "unease", "worried", "worry", "nervous"),
     "doubt/confusion": ("doubt", "confusion", "confused", "doubtful", "uncertain", "puzzled"),
     "embarrassment": ("embarrassed", "ashamed", "shame", "shy"),
@@ -224,7 +231,9 @@ _MAFW = {
 }
 
 
-def _space(name: str, order: list[str], table: dict[str, tuple[str, ...]], **kw: bool) -> LabelSpace:
+def _space(
+    name: str, order: list[str], table: dict[str, tuple[str, ...]], **kw: bool
+) -> LabelSpace:
     return LabelSpace(name, tuple(order), {k: table[k] for k in order}, **kw)
 
 
@@ -246,20 +255,73 @@ LABEL_SPACES: dict[str, LabelSpace] = {
     "mafw": _space("mafw", list(_MAFW), _MAFW),
     "emotic": _space("emotic", list(_EMOTIC), _EMOTIC, multi_label=True, has_vad=True),
     "rafdb": _space("rafdb", list(_RAFDB), _RAFDB),
-    "fer2013": _space("fer2013", ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"], _BASIC7),
+    "fer2013": _space(
+        "fer2013", ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"], _BASIC7
+    ),
 }
 """Built-in label spaces by name, each in its dataset's official label order."""
 
 # Emotion words that are labels in no space but that models answer (kept as out-of-set).
 _EXTRA_EMOTION_WORDS = (
-    "pain", "painful", "concentration", "contempt", "contemptuous", "confusion", "confused",
-    "boredom", "bored", "calm", "interest", "interested", "pride", "proud", "shame", "guilt",
-    "embarrassment", "embarrassed", "anxiety", "anxious", "excitement", "excited", "relief",
-    "tired", "tiredness", "pensive", "thoughtful", "determination", "determined", "love",
-    "amusement", "amused", "awe", "jealousy", "envy", "nostalgia", "serious", "seriousness",
-    "curiosity", "curious", "frustration", "frustrated", "annoyance", "annoyed", "despair",
-    "grief", "distress", "worry", "worried", "nervous", "helpless", "disappointment",
-    "disappointed", "satisfaction", "hope", "loneliness", "lonely", "melancholy", "sorrow",
+    "pain",
+    "painful",
+    "concentration",
+    "contempt",
+    "contemptuous",
+    "confusion",
+    "confused",
+    "boredom",
+    "bored",
+    "calm",
+    "interest",
+    "interested",
+    "pride",
+    "proud",
+    "shame",
+    "guilt",
+    "embarrassment",
+    "embarrassed",
+    "anxiety",
+    "anxious",
+    "excitement",
+    "excited",
+    "relief",
+    "tired",
+    "tiredness",
+    "pensive",
+    "thoughtful",
+    "determination",
+    "determined",
+    "love",
+    "amusement",
+    "amused",
+    "awe",
+    "jealousy",
+    "envy",
+    "nostalgia",
+    "serious",
+    "seriousness",
+    "curiosity",
+    "curious",
+    "frustration",
+    "frustrated",
+    "annoyance",
+    "annoyed",
+    "despair",
+    "grief",
+    "distress",
+    "worry",
+    "worried",
+    "nervous",
+    "helpless",
+    "disappointment",
+    "disappointed",
+    "satisfaction",
+    "hope",
+    "loneliness",
+    "lonely",
+    "melancholy",
+    "sorrow",
 )
 
 

@@ -38,7 +38,9 @@ class Registry(Generic[T]):
     def get(self, name: str) -> Callable[..., T]:
         """Import and return what `name` stands for, with a clear error for unknown names."""
         if name not in self._targets:
-            raise InputError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self._targets)}")
+            raise InputError(
+                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self._targets)}"
+            )
         module_name, attr = self._targets[name].split(":")
         try:
             module = importlib.import_module(module_name)

@@ -14,7 +14,7 @@ class CachedVLM:
 
     The backend's preflight runs before its first real call, so a fully cached run makes no
     model call and needs no server. Failed answers are never cached; refusals and empty answers
-    are (they are what the model answers). The key leaves out the request's tag (sample id).
+    are (they are what the model answers).
     """
 
     def __init__(self, backend: VLM, cache: ResponseCache | None) -> None:

@@ -39,6 +39,13 @@ def _accepts(model: PreTrainedModel, name: str) -> bool:
     return name in inspect.signature(model.forward).parameters
 
 
+def supports_label_scoring(model: PreTrainedModel) -> bool:
+    """True when this transformers version builds prompt positions the way `score_labels` needs."""
+    return not _accepts(model, "position_ids") or hasattr(
+        model, "_prepare_position_ids_for_generation"
+    )
+
+
 def _prompt_position_ids(
     model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]
 ) -> torch.Tensor | None:

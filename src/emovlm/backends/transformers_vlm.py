@@ -14,16 +14,19 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, BatchFeature
 
 from emovlm.backends.fingerprint import folder_fingerprint
-from emovlm.backends.transformers_score import label_token_variants, score_labels
+from emovlm.backends.transformers_score import (
+    label_token_variants,
+    score_labels,
+    supports_label_scoring,
+)
 from emovlm.backends.vlm import (
-    BackendError,
     GenerationSettings,
     Mode,
     VideoInput,
     VLMAnswer,
     VLMRequest,
 )
-from emovlm.errors import InputError, MissingDependencyError
+from emovlm.errors import BackendError, InputError, MissingDependencyError
 from emovlm.types import Cost
 
 DTYPES = {
@@ -114,12 +117,8 @@ class TransformersVLM:
             raise InputError(
                 f"--adapter {adapter!r} is not a LoRA adapter folder (no adapter_config.json)"
             )
-        self.device, self.dtype, self.batch_size, self.frames_as = (
-            device,
-            dtype,
-            batch_size,
-            frames_as,
-        )
+        self.device, self.dtype = device, dtype
+        self.batch_size, self.frames_as = batch_size, frames_as
         self._loaded: _Loaded | None = None
 
     @cached_property
@@ -139,7 +138,12 @@ class TransformersVLM:
 
     def preflight(self, mode: Mode) -> None:
         """Load the model and processor, failing with one clear error if they cannot be used."""
-        self._load()
+        loaded = self._load()
+        if mode == "score" and not supports_label_scoring(loaded.model):
+            raise BackendError(
+                f"score mode with {type(loaded.model).__name__} needs transformers ≥ 5.0 (prompt "
+                "positions as generate builds them); upgrade transformers or use --mode generate"
+            )
 
     def _load(self) -> _Loaded:
         if self._loaded is not None:

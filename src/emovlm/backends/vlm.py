@@ -9,15 +9,10 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from emovlm.errors import EmovlmError
 from emovlm.registry import Registry
 from emovlm.types import Cost
 
 Mode = Literal["generate", "score"]
-
-
-class BackendError(EmovlmError):
-    """Every request to this backend would fail (unreachable server, unknown model, no vision)."""
 
 
 @dataclass(frozen=True)
@@ -34,17 +29,10 @@ Part = str | np.ndarray | VideoInput
 
 @dataclass(frozen=True)
 class VLMRequest:
-    """One question to a VLM: text, images and videos in order, an optional system text and a tag."""
+    """One question to a VLM: text, images and videos in order, and an optional system text."""
 
     parts: tuple[Part, ...]
     system: str = ""
-    tag: str = ""
-    """Names the request in error messages (the sample id); not sent to the model."""
-
-    @property
-    def text(self) -> str:
-        """All text parts joined, for logs and token estimates."""
-        return "\n".join(p for p in self.parts if isinstance(p, str))
 
 
 @dataclass(frozen=True)

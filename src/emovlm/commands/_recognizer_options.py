@@ -25,6 +25,10 @@ OPTIONS: dict[str, tuple[type, str]] = {
         "face detector: mtcnn | haar | none (media already face crops) [specialist, vlm]",
     ),
     "face_step": (int, "detect faces every N-th frame and track in between [specialist, vlm]"),
+    "min_face": (
+        float,
+        "smallest face to find, as a share of the frame's shorter side (mtcnn) [specialist]",
+    ),
     "frames": (
         str,
         "temporal sampler: all | uniform:K | fps:F | msce:KxG, optionally +shuffle:SEED",
@@ -36,12 +40,18 @@ OPTIONS: dict[str, tuple[type, str]] = {
     "api_key_env": (str, "name of the environment variable holding the API key [vlm openai]"),
     "mode": (str, "generate (free text, parsed) | score (label likelihoods) [vlm]"),
     "prompt": (str, "prompt template name or a template file path [vlm]"),
-    "concurrency": (int, "requests in flight at once [vlm openai]"),
+    "concurrency": (int, "requests in flight at once [vlm openai]; batch size [vlm transformers]"),
     "max_new_tokens": (int, "longest answer in tokens [vlm]"),
     "temperature": (float, "sampling temperature; 0 is deterministic and cacheable [vlm]"),
     "image_size": (int, "longest image side sent to the model [vlm]"),
     "adapter": (str, "LoRA adapter folder [vlm transformers]"),
     "dtype": (str, "float32 | bfloat16 | float16 [vlm transformers]"),
+    "person": (str, "how EMOTIC's person is shown: box (red box on the image) | crop [vlm]"),
+    "max_labels": (int, "labels to ask for in 'pick up to k' prompts [vlm]"),
+    "timeout": (float, "seconds before a server request is retried [vlm openai]"),
+    "max_retries": (int, "retries of a failed server request, with backoff [vlm openai]"),
+    "cache": (bool, "reuse cached temperature-0 answers (--no-cache to call the model) [vlm]"),
+    "cache_dir": (str, "folder of the response cache [default: the emovlm cache folder] [vlm]"),
 }
 """Option name → (type, help); the CLI flag is --name with dashes."""
 

@@ -93,8 +93,12 @@ def eval_command(
         int | None, typer.Option(help="evaluate only the first N samples", rich_help_panel=_RUN)
     ] = None,
     batch_size: Annotated[
-        int, typer.Option(help="samples per recognizer call", rich_help_panel=_RUN)
-    ] = 8,
+        int | None,
+        typer.Option(
+            help="samples per recognizer call [default: the recognizer's own, else 8]",
+            rich_help_panel=_RUN,
+        ),
+    ] = None,
     bootstrap: Annotated[
         int, typer.Option(help="bootstrap resamples for confidence intervals", rich_help_panel=_RUN)
     ] = 1000,
@@ -166,7 +170,7 @@ def eval_command(
         model,
         folder,
         dataset_config=data.config(),
-        batch_size=batch_size,
+        batch_size=batch_size or getattr(model, "batch_size", 8),
         limit=settings["limit"],
         resume=resume,
         retry_failed=retry_failed,

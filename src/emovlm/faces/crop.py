@@ -50,21 +50,27 @@ def crop_face(
     """
     left, top, right, _ = crop_box(face, margin)
     side = int(right - left)
+    width, height = (
+        (side, side) if size is None else (size, size) if isinstance(size, int) else size
+    )
+    # Warp straight to at most twice the wanted size (the warp costs per output pixel), then
+    # shrink the rest of the way with area averaging so small crops do not alias.
+    warped = max(1, min(side, 2 * max(width, height)))
     angle = eye_angle(face) if align else 0.0
     warp = cv2.getRotationMatrix2D(face.center, angle, 1.0)
     warp[:, 2] -= (left, top)
+    warp *= warped / side
     crop = cv2.warpAffine(
         image,
         warp,
-        (side, side),
+        (warped, warped),
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
     )
-    if size is None:
+    if (width, height) == (warped, warped):
         return crop
-    width, height = (size, size) if isinstance(size, int) else size
-    shrink = width < side or height < side
+    shrink = width < warped or height < warped
     return cv2.resize(
         crop, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     )

@@ -96,7 +96,9 @@ class MTCNNDetector:
     `min_face_size` is the face side in pixels that the pyramid's finest scale maps onto
     P-Net's 12-pixel window: smaller is slower; it is a soft bound, since P-Net also fires on
     faces somewhat smaller than its window (e.g. 200 still finds some 130-pixel faces, 250 does
-    not); `thresholds` are the P-Net, R-Net and O-Net face-probability cut-offs; `factor`
+    not); `min_face_fraction` raises that bound to a share of each image's shorter side (0.1
+    skips faces under a tenth of it: about 3x faster on 360p video, for when the main face is
+    wanted); `thresholds` are the P-Net, R-Net and O-Net face-probability cut-offs; `factor`
     is the pyramid's scale step; `batch_size` bounds how many same-size images P-Net sees at
     once. Boxes are not clipped to the image, so a face cut by the border keeps its full extent.
     """
@@ -107,6 +109,7 @@ class MTCNNDetector:
         self,
         device: str = "cpu",
         min_face_size: int = 20,
+        min_face_fraction: float = 0.0,
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         factor: float = 0.709,
         batch_size: int = 8,
@@ -114,6 +117,7 @@ class MTCNNDetector:
         """Load the three networks onto `device`, fetching their weights on first use."""
         self.device = device
         self.min_face_size = min_face_size
+        self.min_face_fraction = min_face_fraction
         self.thresholds = tuple(thresholds)
         self.factor = factor
         self.batch_size = batch_size
@@ -133,7 +137,7 @@ class MTCNNDetector:
 
     def _scales(self, height: int, width: int) -> list[float]:
         """Pyramid scales that map faces from `min_face_size` up to the whole image onto 12 px."""
-        first = _CELL / self.min_face_size
+        first = _CELL / max(self.min_face_size, self.min_face_fraction * min(height, width))
         count = max(0, math.floor(math.log(_CELL / (min(height, width) * first), self.factor)) + 1)
         return [first * self.factor**k for k in range(count)]
 
@@ -146,8 +150,14 @@ class MTCNNDetector:
         for (height, width), indices in by_shape.items():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
+                level = [images[i] for i in chunk]
                 for scale in self._scales(height, width):
-                    found.append(self._pnet_at_scale([images[i] for i in chunk], chunk, scale))
+                    # Each level is shrunk from the previous one: far less work than from full size.
+                    size = (math.ceil(width * scale), math.ceil(height * scale))
+                    level = [
+                        cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in level
+                    ]
+                    found.append(self._pnet_at_scale(np.stack(level), chunk, scale))
         image_index, boxes, scores, offsets = (
             np.concatenate(part) for part in zip(*found, strict=True)
         )
@@ -157,14 +167,9 @@ class MTCNNDetector:
         )
 
     def _pnet_at_scale(
-        self, batch: list[np.ndarray], indices: list[int], scale: float
+        self, resized: np.ndarray, indices: list[int], scale: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """P-Net windows above threshold at one scale, after NMS within each image."""
-        height, width = batch[0].shape[:2]
-        size = (math.ceil(width * scale), math.ceil(height * scale))
-        resized = np.stack(
-            [cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in batch]
-        )
+        """P-Net windows above threshold in images already resized to `scale`, NMS per image."""
         pixels = torch.from_numpy(resized).permute(0, 3, 1, 2)
         probability, offsets = self.pnet(_normalise(pixels, self.device))
         hits = (probability >= self.thresholds[0]).nonzero()

@@ -53,7 +53,8 @@ class SpecialistRecognizer:
         *,
         model: str = "fer-xception",
         faces: str = "mtcnn",
-        face_step: int = 5,
+        face_step: int = 10,
+        min_face: float = 0.1,
         frames: str = "all",
         aggregate: str = "mean",
         multi_label_threshold: float = 0.2,
@@ -67,12 +68,14 @@ class SpecialistRecognizer:
             raise InputError(f"--face-step must be at least 1, got {face_step}")
         self.label_space = label_space
         self.model_name, self.faces, self.face_step = model, faces, face_step
+        self.min_face = min_face
         self.sampler = parse_sampler(frames)
         self.aggregate = aggregate
         self.threshold = multi_label_threshold
         self.device = device
         self.model: ExpressionModel = EXPRESSION_MODELS.get(model)(device=device)
-        self.detector = get_face_detector(faces, device=device)
+        detector_settings = {"min_face_fraction": min_face} if faces == "mtcnn" else {}
+        self.detector = get_face_detector(faces, device=device, **detector_settings)
         self.mapping = class_map(self.model.classes, label_space)
         self.unreachable = tuple(
             lab for j, lab in enumerate(label_space.labels) if not self.mapping[:, j].any()
@@ -88,6 +91,7 @@ class SpecialistRecognizer:
             "model": self.model_name,
             "faces": self.faces,
             "face_step": self.face_step,
+            "min_face": self.min_face,
             "frames": str(self.sampler),
             "aggregate": self.aggregate,
             "multi_label_threshold": self.threshold,
@@ -128,7 +132,8 @@ class SpecialistRecognizer:
                 f"{sample.media}: no face found in {len(images)} frame(s) with --faces {self.faces}; "
                 "if the media are already face crops use --faces none, or try --faces haar"
             )
-        crops = [crop_face(images[i], faces[i]) for i in frame_ids]
+        size = self.model.input_size
+        crops = [crop_face(images[i], faces[i], size=size) for i in frame_ids]
         return _Pending(sample, clip, frame_ids, crops, time.perf_counter() - started)
 
     def _finish(self, item: _Pending, frame_probs: np.ndarray, model_seconds: float) -> Prediction:

@@ -225,7 +225,7 @@ class VLMRecognizer:
             visual: np.ndarray | VideoInput = VideoInput(tuple(images), fps=rate)
         else:
             visual = images[0]
-        request = VLMRequest((visual, text), tag=sample.id)
+        request = VLMRequest((visual, text))
         return _Prepared(sample, request, time.perf_counter() - started, extra)
 
     # ---- answer → prediction ----------------------------------------------------------------

