@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path, PurePath
+from pathlib import PurePath
 
-from emovlm.data.base import AnnotatedDataset
-from emovlm.data.paths import index_media, locate_dir, locate_file
+from emovlm.data.paths import index_media
+from emovlm.data.split_file import SplitFileDataset
 from emovlm.errors import InputError
-from emovlm.labels import get_label_space
 from emovlm.types import Sample
 
 SPLIT_FILES = (
@@ -18,40 +17,15 @@ SPLIT_FILES = (
 MEDIA_DIRS = ("data/clips", "data/frames", "data/faces")
 
 
-class MAFW(AnnotatedDataset):
+class MAFW(SplitFileDataset):
     """MAFW split `train`/`test` of fold 1-5; rows such as `00025.mp4 anger`."""
 
     name = "mafw"
 
-    def __init__(
-        self,
-        root: Path,
-        split: str = "test",
-        fold: int = 1,
-        *,
-        labels_file: str | Path | None = None,
-        media_dir: str | Path | None = None,
-    ) -> None:
-        super().__init__(root, split, fold)
-        self.label_space = get_label_space("mafw")
-        self._check_split(("train", "test"))
-        self._check_fold(5)
-        candidates = [f.format(split=self.split, fold=self.fold) for f in SPLIT_FILES]
-        self.labels_file = locate_file(
-            self.root,
-            labels_file,
-            candidates,
-            what=f"MAFW {self.split} split file of fold {self.fold}",
-            option="labels_file",
-        )
-        self.media_dir = locate_dir(
-            self.root, media_dir, MEDIA_DIRS, what="MAFW media folder", option="media_dir"
-        )
-        self._load(
-            self._read(),
-            self.labels_file,
-            {"labels_file": self.labels_file, "media_dir": self.media_dir},
-        )
+    split_files = SPLIT_FILES
+    media_dirs = MEDIA_DIRS
+    folds = 5
+    title = "MAFW"
 
     def _read(self) -> Iterator[Sample]:
         media = index_media(self.media_dir, lambda stem: stem)
