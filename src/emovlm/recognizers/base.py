@@ -43,3 +43,36 @@ RECOGNIZERS.add(
     needs="vlm",
     help="ask a vision-language model (local transformers or an OpenAI-compatible server)",
 )
+RECOGNIZERS.add(
+    "msce",
+    "emovlm.recognizers.msce:MSCERecognizer",
+    needs="vlm",
+    help="multi-stage context enrichment: in-between frames described in text, keyframes to a VLM",
+)
+RECOGNIZERS.add(
+    "caption-llm",
+    "emovlm.recognizers.caption_llm:CaptionLLMRecognizer",
+    needs="vlm",
+    help="a VLM describes the person in context, a text LLM picks the labels",
+)
+RECOGNIZERS.add(
+    "narracap-llm",
+    "emovlm.recognizers.narracap:NarraCapRecognizer",
+    needs="vlm",
+    help="NarraCap captions from zero-shot CLIP vocabularies, a text LLM picks the labels",
+)
+RECOGNIZERS.add(
+    "majority",
+    "emovlm.recognizers.baselines:MajorityRecognizer",
+    help="baseline: always the k most frequent labels of the training split",
+)
+RECOGNIZERS.add(
+    "random",
+    "emovlm.recognizers.baselines:RandomRecognizer",
+    help="baseline: k labels drawn uniformly at random (seeded)",
+)
+RECOGNIZERS.add(
+    "weighted-random",
+    "emovlm.recognizers.baselines:WeightedRandomRecognizer",
+    help="baseline: k labels drawn by training-split frequency (seeded)",
+)
