@@ -147,3 +147,13 @@ def test_help_teaches_with_examples() -> None:
     assert (
         "--resume" in result.stdout and "Examples" in result.stdout and "--frames" in result.stdout
     )
+
+
+@pytest.mark.slow
+def test_demo_runs_to_the_end_from_a_relative_output_folder(tmp_path: Path) -> None:
+    result = emovlm("demo", "--out", "demo-out", "--faces", "haar", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "astronaut.png: gold happy, predicted happy" in result.stdout
+    assert "no face found" in result.stdout
+    html = (tmp_path / "demo-out" / "run" / "report.html").read_text()
+    assert 'alt="emotion timeline of single_face.mp4"' in html

@@ -39,7 +39,7 @@ def prepare_demo(out_dir: Path, model: str) -> DemoInputs:
     fetch_assets(needed)
     root = cache_dir() / "assets"
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = out_dir / "demo_manifest.csv"
+    manifest = out_dir.resolve() / "demo_manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["id", "path", "label"])

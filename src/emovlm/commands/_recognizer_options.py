@@ -52,6 +52,10 @@ OPTIONS: dict[str, tuple[type, str]] = {
     "max_retries": (int, "retries of a failed server request, with backoff [vlm openai]"),
     "cache": (bool, "reuse cached temperature-0 answers (--no-cache to call the model) [vlm]"),
     "cache_dir": (str, "folder of the response cache [default: the emovlm cache folder] [vlm]"),
+    "head": (
+        str,
+        "trained head file (from `emovlm finetune`) replacing the model's classifier [specialist]",
+    ),
 }
 """Option name → (type, help); the CLI flag is --name with dashes."""
 

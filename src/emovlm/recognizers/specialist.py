@@ -17,6 +17,7 @@ from emovlm.faces.track import track_faces
 from emovlm.frames import parse_sampler
 from emovlm.labels import LabelSpace
 from emovlm.recognizers.aggregate import AGGREGATORS
+from emovlm.train.heads import Head, load_head
 from emovlm.types import Clip, Cost, Prediction, Sample, Status
 from emovlm.video import probe, read_frames
 
@@ -32,7 +33,7 @@ def class_map(source: Sequence[str], target: LabelSpace) -> np.ndarray:
 
 
 @dataclass
-class _Pending:
+class FaceCrops:
     """One sample's frames and face crops waiting for the batched model call."""
 
     sample: Sample
@@ -43,7 +44,13 @@ class _Pending:
 
 
 class SpecialistRecognizer:
-    """Vision-only expression model over detected faces, one probability per frame, then per clip."""
+    """Vision-only expression model over detected faces, one probability per frame, then per clip.
+
+    With `head` (a file written by `emovlm finetune --target specialist`) the model's own
+    classifier and class mapping are replaced by the trained head, which reads the model's
+    penultimate features and answers in the dataset's own label space; `model` then defaults to
+    the expression model the head was trained on.
+    """
 
     name = "specialist"
 
@@ -51,7 +58,7 @@ class SpecialistRecognizer:
         self,
         label_space: LabelSpace,
         *,
-        model: str = "fer-xception",
+        model: str | None = None,
         faces: str = "mtcnn",
         face_step: int = 10,
         min_face: float = 0.1,
@@ -59,6 +66,7 @@ class SpecialistRecognizer:
         aggregate: str = "mean",
         multi_label_threshold: float = 0.2,
         device: str = "cpu",
+        head: str | None = None,
     ) -> None:
         if aggregate not in AGGREGATORS:
             raise InputError(
@@ -67,6 +75,10 @@ class SpecialistRecognizer:
         if face_step < 1:
             raise InputError(f"--face-step must be at least 1, got {face_step}")
         self.label_space = label_space
+        self.head: Head | None = load_head(head) if head else None
+        model = model or (self.head.model_name if self.head else "fer-xception")
+        if self.head is not None:
+            self.head.check_fits(label_space, model)
         self.model_name, self.faces, self.face_step = model, faces, face_step
         self.min_face = min_face
         self.sampler = parse_sampler(frames)
@@ -77,14 +89,19 @@ class SpecialistRecognizer:
         detector_settings = {"min_face_fraction": min_face} if faces == "mtcnn" else {}
         self.detector = get_face_detector(faces, device=device, **detector_settings)
         self.mapping = class_map(self.model.classes, label_space)
-        self.unreachable = tuple(
-            lab for j, lab in enumerate(label_space.labels) if not self.mapping[:, j].any()
+        self.unreachable = (
+            self.head.untrained_labels
+            if self.head is not None
+            else tuple(
+                lab for j, lab in enumerate(label_space.labels) if not self.mapping[:, j].any()
+            )
         )
         if len(self.unreachable) == len(label_space):
             raise InputError(f"model {model!r} cannot output any label of {label_space.name!r}")
 
     def config(self) -> Mapping[str, Any]:
         """The settings that determine this recognizer's answers."""
+        head = {"head": self.head.fingerprint()} if self.head is not None else {}
         return {
             "recognizer": self.name,
             "label_set": self.label_space.name,
@@ -96,30 +113,38 @@ class SpecialistRecognizer:
             "aggregate": self.aggregate,
             "multi_label_threshold": self.threshold,
             "unreachable_labels": list(self.unreachable),
+            **head,
         }
 
     def predict(self, samples: Sequence[Sample]) -> list[Prediction]:
         """Predict a batch: one model call over every face crop of every sample in the batch."""
         results: dict[str, Prediction] = {}
-        pending: list[_Pending] = []
+        pending: list[FaceCrops] = []
         for sample in samples:
             try:
-                pending.append(self._prepare(sample))
+                pending.append(self.face_crops(sample))
             except MediaError as exc:
                 results[sample.id] = Prediction.failed(sample.id, str(exc))
         all_crops = [crop for item in pending for crop in item.crops]
         model_start = time.perf_counter()
-        probs = self.model.predict_proba(all_crops)
+        outputs = (
+            self.model.embed(all_crops)
+            if self.head is not None
+            else self.model.predict_proba(all_crops)
+        )
         seconds_per_crop = (time.perf_counter() - model_start) / max(1, len(all_crops))
         offset = 0
         for item in pending:
             n = len(item.crops)
             model_seconds = n * seconds_per_crop
-            results[item.sample.id] = self._finish(item, probs[offset : offset + n], model_seconds)
+            results[item.sample.id] = self._finish(
+                item, outputs[offset : offset + n], model_seconds
+            )
             offset += n
         return [results[s.id] for s in samples]
 
-    def _prepare(self, sample: Sample) -> _Pending:
+    def face_crops(self, sample: Sample) -> FaceCrops:
+        """Read the sampled frames, find and track the face, and crop it at the model's input size."""
         started = time.perf_counter()
         info = probe(sample.media)
         indices = self.sampler.indices(info.frame_count, info.fps)
@@ -134,11 +159,19 @@ class SpecialistRecognizer:
             )
         size = self.model.input_size
         crops = [crop_face(images[i], faces[i], size=size) for i in frame_ids]
-        return _Pending(sample, clip, frame_ids, crops, time.perf_counter() - started)
+        return FaceCrops(sample, clip, frame_ids, crops, time.perf_counter() - started)
 
-    def _finish(self, item: _Pending, frame_probs: np.ndarray, model_seconds: float) -> Prediction:
-        mapped = frame_probs @ self.mapping
-        mapped /= np.clip(mapped.sum(axis=1, keepdims=True), 1e-12, None)
+    def _label_probs(self, outputs: np.ndarray) -> np.ndarray:
+        """Per-frame label probabilities: the head's from features, or the model's mapped by name."""
+        if self.head is not None:
+            return self.head.frame_probs(outputs)
+        mapped = outputs @ self.mapping
+        return mapped / np.clip(mapped.sum(axis=1, keepdims=True), 1e-12, None)
+
+    def _finish(
+        self, item: FaceCrops, frame_outputs: np.ndarray, model_seconds: float
+    ) -> Prediction:
+        mapped = self._label_probs(frame_outputs)
         clip_probs = AGGREGATORS[self.aggregate](mapped, self.label_space)
         labels = self.label_space.labels
         order = np.argsort(-clip_probs, kind="stable")

@@ -1,0 +1,1 @@
+"""Fine-tuning: class samplers, specialist head re-training, VLM LoRA and instruction-data export."""

@@ -1,0 +1,61 @@
+"""The training progress bar: optimiser steps done, current epoch and loss, elapsed time and ETA."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class TrainingProgress:
+    """A rich progress bar over training steps, or nothing at all when disabled."""
+
+    def __init__(self, description: str, total_steps: int, done_steps: int, enabled: bool) -> None:
+        """Prepare a bar over `total_steps` steps, `done_steps` of them done before (resumed)."""
+        self._progress = (
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("epoch {task.fields[epoch]} loss {task.fields[loss]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
+            if enabled
+            else None
+        )
+        if self._progress is not None:
+            self._task = self._progress.add_task(
+                description, total=total_steps, completed=done_steps, epoch="-", loss="-"
+            )
+
+    def step(self, epoch: int, loss: float) -> None:
+        """Count one optimiser step of `epoch` (1-based) with its loss."""
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, epoch=epoch, loss=f"{loss:.4f}")
+
+    def __enter__(self) -> TrainingProgress:
+        """Show the bar."""
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop the bar, leaving its last state on screen."""
+        if self._progress is not None:
+            self._progress.stop()
