@@ -13,8 +13,10 @@ import base64
 import io
 import json
 import math
+import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,6 +75,27 @@ class Behaviour:
     empty_marker: str = "[empty]"
     echo_key_marker: str = "[echo-key]"
     faults: dict[str, list[Fault]] = field(default_factory=dict)
+    failure_rate: float = 0.0
+    """Share of requests (after the scheduled faults) that fail in a way drawn from CHAOS."""
+    failure_seed: int = 0
+    slow_seconds: float = 1.0
+    """How long a "slow" chaos request waits before answering (set it above the client timeout)."""
+
+
+CHAOS = ("429", "500", "503", "drop", "garbage", "slow")
+"""The ways a chaos request fails: status codes (429 with Retry-After), a dropped connection,
+a body that is not JSON, an answer slower than the client waits."""
+
+
+def chaos_fault(kind: str, behaviour: Behaviour) -> Fault:
+    """The fault that stands for one of CHAOS."""
+    if kind == "drop":
+        return Fault(drop=True)
+    if kind == "garbage":
+        return Fault(garbage=True)
+    if kind == "slow":
+        return Fault(delay=behaviour.slow_seconds)
+    return Fault(status=int(kind), retry_after=0.05 if kind == "429" else None)
 
 
 def label_distribution(answer: str, labels: tuple[str, ...]) -> dict[str, float]:
@@ -140,14 +163,18 @@ class _Server(ThreadingHTTPServer):
 class FakeOpenAIServer:
     """Run the server in a daemon thread; use as a context manager."""
 
-    def __init__(self, behaviour: Behaviour | None = None, lifetime: float = 600.0) -> None:
+    def __init__(
+        self, behaviour: Behaviour | None = None, lifetime: float = 600.0, port: int = 0
+    ) -> None:
         self.behaviour = behaviour or Behaviour()
         self.received: list[dict[str, Any]] = []
         self.calls = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.injected: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), self._handler())
+        self._random = random.Random(self.behaviour.failure_seed)
+        self._httpd = _Server(("127.0.0.1", port), self._handler())
         self._lifetime = lifetime
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._timer = threading.Timer(lifetime, self.stop)
@@ -181,11 +208,16 @@ class FakeOpenAIServer:
             self.max_in_flight = 0
 
     def take_fault(self, text: str) -> Fault | None:
-        """The next scheduled fault whose marker occurs in `text` (see Behaviour.key), if any."""
+        """The next scheduled fault whose marker occurs in `text` (see Behaviour.key), else a
+        chaos fault with probability `failure_rate` (counted in `injected`), else None."""
         with self._lock:
             for marker, queue in self.behaviour.faults.items():
                 if marker in text and queue:
                     return queue.pop(0)
+            if self._random.random() < self.behaviour.failure_rate:
+                kind = self._random.choice(CHAOS)
+                self.injected[kind] += 1
+                return chaos_fault(kind, self.behaviour)
         return None
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

@@ -7,6 +7,8 @@ model "says" happy), so every answer is known in advance without any model.
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -71,14 +73,17 @@ class FileNameRecognizer:
     """Answers with the word after the last '_' in the media file name; can fail on purpose.
 
     `fail_ids` raise RuntimeError whenever they are in a batch; `interrupt_at` raises
-    KeyboardInterrupt (like Ctrl-C) when that sample comes; `delay` sleeps per call.
-    `calls` records the sample ids of every predict call.
+    KeyboardInterrupt (like Ctrl-C) when that sample comes; `kill_at` SIGKILLs the process
+    predicting that sample; `delay` sleeps per call; `record_pid` adds the predicting process's
+    id to each prediction's extra. `calls` records the sample ids of every predict call.
     """
 
     variant: str = "a"
     fail_ids: frozenset[str] = frozenset()
     interrupt_at: str | None = None
+    kill_at: str | None = None
     delay: float = 0.0
+    record_pid: bool = False
     name: str = "filename"
     label_space: LabelSpace = DFEW
     calls: list[list[str]] = field(default_factory=list)
@@ -90,6 +95,8 @@ class FileNameRecognizer:
         time.sleep(self.delay)
         if self.interrupt_at in ids:
             raise KeyboardInterrupt
+        if self.kill_at in ids:
+            os.kill(os.getpid(), signal.SIGKILL)
         failing = self.fail_ids.intersection(ids)
         if failing:
             raise RuntimeError(f"model server hung up on {sorted(failing)[0]}")
@@ -102,6 +109,8 @@ class FileNameRecognizer:
         extra: dict[str, object] = {"variant": self.variant}
         if sample.id.endswith("0"):  # every tenth sample carries a per-frame timeline
             extra["trajectory"] = _trajectory(word, self.label_space)
+        if self.record_pid:
+            extra["pid"] = os.getpid()
         return Prediction(
             sample_id=sample.id,
             labels=parsed.labels,
@@ -126,6 +135,56 @@ def _trajectory(word: str, space: LabelSpace) -> dict[str, list]:
     ]
     start = [1.0 / len(space)] * len(space)
     return {"times": [0.0, 0.5], "labels": list(space.labels), "probs": [start, end]}
+
+
+COLOURS = {
+    "angry": (200, 20, 20),
+    "happy": (20, 200, 20),
+    "sad": (20, 20, 200),
+    "neutral": (110, 110, 110),
+}
+"""Solid colours and what tests/openai_server.py's default model answers for them."""
+
+
+def write_colour_manifest(folder: Path, n: int) -> Path:
+    """`n` small solid-colour PNGs (each a different shade) and manifest.csv; gold is the served
+    answer for 3 of every 4."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    answers = list(COLOURS)
+    rows = ["id,path,label"]
+    for i in range(n):
+        answer = answers[i % len(answers)]
+        name = f"face{i:03d}.png"
+        shade = tuple(c + i // len(answers) % 50 for c in COLOURS[answer])  # no two images alike
+        Image.new("RGB", (24, 24), shade).save(folder / name)
+        gold = answer if i % 4 else answers[(i + 1) % len(answers)]
+        rows.append(f"s{i:03d},{name},{gold}")
+    manifest = folder / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return manifest
+
+
+def served_eval_args(manifest: Path, base_url: str, run_dir: Path, *more: str) -> list[str]:
+    """`emovlm eval` arguments for the VLM recognizer on a manifest, served at `base_url`."""
+    return [
+        "eval",
+        "--dataset", "manifest",
+        "--root", str(manifest),
+        "--label-set", "dfew",
+        "--recognizer", "vlm",
+        "--backend", "openai",
+        "--base-url", base_url,
+        "--model", "tiny-vlm",
+        "--frames", "uniform:1",
+        "--concurrency", "2",
+        "--batch-size", "4",
+        "--bootstrap", "200",
+        "--run-dir", str(run_dir),
+        "--no-progress",
+        *more,
+    ]  # fmt: skip
 
 
 def slow_run(run_dir: str, n: int, delay: float) -> None:

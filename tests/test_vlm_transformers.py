@@ -91,7 +91,7 @@ def test_label_scores_are_log_probabilities_of_disjoint_answers(vlm: Transformer
 
 def _naive_label_logprob(vlm: TransformersVLM, request: VLMRequest, tokens: list[int]) -> float:
     """log P(tokens | prompt) from one full forward pass over prompt + tokens (no cache)."""
-    loaded = vlm._load()
+    loaded = vlm.load_model()
     messages = [
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": request.parts[1]}]}
     ]
@@ -115,8 +115,8 @@ def _naive_label_logprob(vlm: TransformersVLM, request: VLMRequest, tokens: list
 def test_scores_equal_a_naive_full_pass_per_label(vlm: TransformersVLM) -> None:
     request = mixed_requests()[0]
     [answer] = vlm.score([request], MAFW, GREEDY)
-    tokenizer = vlm._load().processor.tokenizer
-    after_space = vlm._load().processor.apply_chat_template(
+    tokenizer = vlm.load_model().processor.tokenizer
+    after_space = vlm.load_model().processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "text", "text": "x"}]}],
         add_generation_prompt=True,
         tokenize=False,
@@ -134,7 +134,7 @@ def test_scores_equal_a_naive_full_pass_per_label(vlm: TransformersVLM) -> None:
 
 
 def test_score_runs_the_prompt_and_images_once(vlm: TransformersVLM, family: str) -> None:
-    model = vlm._load().model
+    model = vlm.load_model().model
     vision = model.model.visual if family == "qwen2_vl" else model.model.vision_tower
     lengths: list[int] = []
     vision_calls: list[int] = []
@@ -165,7 +165,7 @@ def test_video_goes_as_video_where_the_family_has_a_video_processor(
     as_images = TransformersVLM(str(folders["qwen2_vl"]), frames_as="images")
     [video_answer] = as_video.generate([request], GREEDY)
     [images_answer] = as_images.generate([request], GREEDY)
-    processor = as_video._load().processor
+    processor = as_video.load_model().processor
     grid = processor.video_processor(videos=[np.stack(IMAGES)], return_tensors="pt")[
         "video_grid_thw"
     ]

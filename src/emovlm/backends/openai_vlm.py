@@ -243,10 +243,11 @@ class OpenAIVLM:
         if isinstance(exc, MalformedResponseError):
             return f"malformed response from {where} after {attempts} attempts: {exc}"
         message = self._redact(_server_message(exc))
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
             return f"timed out after {self.timeout:g} s ({attempts} attempts) at {where}"
         if isinstance(exc, openai.APIConnectionError):
-            return f"cannot reach {where} after {attempts} attempts: {message}"
+            cause = self._redact(" ".join(str(exc.__cause__ or message).split()))
+            return f"cannot reach {where} after {attempts} attempts: {cause}"
         if isinstance(exc, openai.APIStatusError):
             if exc.status_code in (400, 413, 422) and _CONTEXT.search(message):
                 return f"context too long: {message}; use fewer --frames or a smaller --image-size"
@@ -367,6 +368,12 @@ def _retryable(exc: openai.APIError) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in _RETRY_STATUS or exc.status_code >= 500
     return False
+
+
+def _refused(exc: openai.APITimeoutError) -> bool:
+    """Whether a "timeout" is a connection that never opened (the aiohttp transport reports a
+    refused connection as the HTTP library's ConnectTimeout, within milliseconds)."""
+    return type(exc.__cause__).__name__ == "ConnectTimeout"
 
 
 def _retry_after(exc: openai.APIError) -> float | None:

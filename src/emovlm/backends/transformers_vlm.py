@@ -60,7 +60,7 @@ def resolve_model_source(model: str) -> Path:
 
 
 @dataclass
-class _Loaded:
+class LoadedModel:
     """A loaded model with its processor and the facts the backend needs about them."""
 
     model: Any
@@ -79,7 +79,8 @@ def _vision_token_ids(processor: Any) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def _context_limit(model: Any) -> int | None:
+def context_limit(model: Any) -> int | None:
+    """The model's longest input in tokens, when its config says."""
     config = model.config
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     limit = getattr(text, "max_position_embeddings", None)
@@ -119,7 +120,7 @@ class TransformersVLM:
             )
         self.device, self.dtype = device, dtype
         self.batch_size, self.frames_as = batch_size, frames_as
-        self._loaded: _Loaded | None = None
+        self._loaded: LoadedModel | None = None
 
     @cached_property
     def _fingerprint(self) -> dict[str, Any]:
@@ -138,14 +139,15 @@ class TransformersVLM:
 
     def preflight(self, mode: Mode) -> None:
         """Load the model and processor, failing with one clear error if they cannot be used."""
-        loaded = self._load()
+        loaded = self.load_model()
         if mode == "score" and not supports_label_scoring(loaded.model):
             raise BackendError(
                 f"score mode with {type(loaded.model).__name__} needs transformers ≥ 5.0 (prompt "
                 "positions as generate builds them); upgrade transformers or use --mode generate"
             )
 
-    def _load(self) -> _Loaded:
+    def load_model(self) -> LoadedModel:
+        """Load the processor and model (and adapter) once; later calls reuse them."""
         if self._loaded is not None:
             return self._loaded
         try:
@@ -174,12 +176,12 @@ class TransformersVLM:
         video_ok = getattr(processor, "video_processor", None) is not None
         if self.frames_as == "video" and not video_ok:
             raise BackendError(f"{self.model_name!r} has no video processor; use frames as images")
-        self._loaded = _Loaded(
+        self._loaded = LoadedModel(
             model,
             processor,
             video_ok and self.frames_as != "images",
             _vision_token_ids(processor),
-            _context_limit(model),
+            context_limit(model),
         )
         return self._loaded
 
@@ -212,7 +214,7 @@ class TransformersVLM:
         new_tokens: int,
         step: Callable[[BatchFeature], list[VLMAnswer]],
     ) -> list[VLMAnswer]:
-        loaded = self._load()
+        loaded = self.load_model()
         answers: list[VLMAnswer] = []
         for start in range(0, len(requests), self.batch_size):
             answers.extend(
@@ -222,7 +224,7 @@ class TransformersVLM:
 
     def _run_batch(
         self,
-        loaded: _Loaded,
+        loaded: LoadedModel,
         batch: Sequence[VLMRequest],
         new_tokens: int,
         step: Callable[[BatchFeature], list[VLMAnswer]],
@@ -230,7 +232,7 @@ class TransformersVLM:
         """Answer a batch; a failing batch is retried one request at a time so failures stay per sample."""
         started = time.perf_counter()
         try:
-            inputs = self._encode(loaded, batch)
+            inputs = self.encode(loaded, batch)
             too_long = self._too_long(loaded, inputs, new_tokens)
             if too_long and len(batch) > 1:
                 return self._split(loaded, batch, new_tokens, step)
@@ -247,14 +249,14 @@ class TransformersVLM:
 
     def _split(
         self,
-        loaded: _Loaded,
+        loaded: LoadedModel,
         batch: Sequence[VLMRequest],
         new_tokens: int,
         step: Callable[[BatchFeature], list[VLMAnswer]],
     ) -> list[VLMAnswer]:
         return [a for r in batch for a in self._run_batch(loaded, [r], new_tokens, step)]
 
-    def _too_long(self, loaded: _Loaded, inputs: BatchFeature, new_tokens: int) -> list[str]:
+    def _too_long(self, loaded: LoadedModel, inputs: BatchFeature, new_tokens: int) -> list[str]:
         if loaded.context_limit is None:
             return []
         lengths = inputs["attention_mask"].sum(1).tolist()
@@ -265,7 +267,7 @@ class TransformersVLM:
             if n + new_tokens > loaded.context_limit
         ]
 
-    def _costs(self, loaded: _Loaded, inputs: BatchFeature, seconds: float) -> list[Cost]:
+    def _costs(self, loaded: LoadedModel, inputs: BatchFeature, seconds: float) -> list[Cost]:
         ids = inputs["input_ids"]
         mask = inputs["attention_mask"].bool()
         visual = torch.zeros_like(ids, dtype=torch.bool)
@@ -281,7 +283,7 @@ class TransformersVLM:
             for m, v in zip(mask, visual, strict=True)
         ]
 
-    def _encode(self, loaded: _Loaded, batch: Sequence[VLMRequest]) -> BatchFeature:
+    def encode(self, loaded: LoadedModel, batch: Sequence[VLMRequest]) -> BatchFeature:
         """Chat-template texts plus images/videos through the model's own processor, left-padded."""
         texts, images, videos, metadata = [], [], [], []
         for request in batch:
@@ -311,7 +313,7 @@ class TransformersVLM:
         return inputs.to(self.device)
 
     def _generate(self, inputs: BatchFeature, settings: GenerationSettings) -> list[VLMAnswer]:
-        loaded = self._load()
+        loaded = self.load_model()
         tokenizer = loaded.processor.tokenizer
         sampling: dict[str, Any] = (
             {"do_sample": True, "temperature": settings.temperature}
@@ -342,7 +344,7 @@ class TransformersVLM:
         return answers
 
     def _score(self, inputs: BatchFeature, labels: Sequence[str]) -> list[VLMAnswer]:
-        loaded = self._load()
+        loaded = self.load_model()
         tokenizer = loaded.processor.tokenizer
         prompt_end = tokenizer.decode(inputs["input_ids"][0, -1:])
         variants = label_token_variants(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from emovlm.errors import InputError
 
 _DATA = "Dataset"
 _RUN = "Run"
+_SCALE = "Scale and faults"
 
 
 def _parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
@@ -73,6 +75,13 @@ def eval_command(
     recognizer: Annotated[
         str | None, typer.Option(help="specialist (offline default) | vlm", rich_help_panel=_RUN)
     ] = None,
+    fit_split: Annotated[
+        str,
+        typer.Option(
+            help="split whose labels recognizers with fit() learn from (majority, weighted-random)",
+            rich_help_panel=_RUN,
+        ),
+    ] = "train",
     run_dir: Annotated[
         Path | None,
         typer.Option(
@@ -110,6 +119,38 @@ def eval_command(
     progress: Annotated[
         bool, typer.Option(help="show a progress bar", rich_help_panel=_RUN)
     ] = True,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local (this machine) | ray (Ray Data actor pools; see docs/scale.md)",
+            rich_help_panel=_SCALE,
+        ),
+    ] = "local",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="local: worker processes for CPU-bound recognizers [default: none, in this "
+            "process]; ray: actors [default: one per CPU]",
+            rich_help_panel=_SCALE,
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join, e.g. auto or HOST:6379 [default: start a local Ray]",
+            rich_help_panel=_SCALE,
+        ),
+    ] = None,
+    ray_gpus_per_worker: Annotated[
+        float, typer.Option(help="GPUs each Ray actor reserves", rich_help_panel=_SCALE)
+    ] = 0.0,
+    stop_after_failures: Annotated[
+        int,
+        typer.Option(
+            help="stop the run when this many samples in a row failed (0: never)",
+            rich_help_panel=_SCALE,
+        ),
+    ] = 32,
     *,
     recognizer_options: dict[str, Any],
 ) -> None:
@@ -125,6 +166,7 @@ def eval_command(
           --base-url http://127.0.0.1:8000/v1 --model Qwen2.5-VL-7B-Instruct --frames uniform:8
     """
     from emovlm.data.base import open_dataset
+    from emovlm.run.executors import make_executor
     from emovlm.run.runner import evaluate
 
     file_config = _load_config(config)
@@ -162,6 +204,12 @@ def eval_command(
         name, Path(settings["root"]), split=split_name, fold=fold_number, **dataset_options
     )
     model = build_recognizer(recognizer_name, data.label_space, recognizer_options)
+    if hasattr(model, "fit"):
+        model.fit(
+            open_dataset(
+                name, Path(settings["root"]), split=fit_split, fold=fold_number, **dataset_options
+            )
+        )
     folder = Path(
         settings["run_dir"] or f"runs/{name}-{split_name}-f{fold_number}-{recognizer_name}"
     )
@@ -177,6 +225,19 @@ def eval_command(
         progress=progress,
         n_bootstrap=bootstrap,
         seed=seed,
+        executor=make_executor(
+            executor,
+            workers=workers,
+            ray_address=ray_address,
+            gpus_per_worker=ray_gpus_per_worker,
+            # workers rebuild the recognizer from its options; a fitted one travels as itself
+            recognizer_factory=None
+            if hasattr(model, "fit")
+            else functools.partial(
+                build_recognizer, recognizer_name, data.label_space, recognizer_options
+            ),
+        ),
+        stop_after_failures=stop_after_failures,
     )
     _print_summary(summary)
 

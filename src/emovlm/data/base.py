@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import os
 from abc import ABC, abstractmethod
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
+
+import numpy as np
 
 from emovlm.errors import InputError
 from emovlm.labels import LabelSpace
@@ -47,6 +51,9 @@ class AnnotatedDataset(ABC):
 
     name: ClassVar[str]
     label_space: LabelSpace
+    streamed: ClassVar[bool] = False
+    """True where `_read` is cheap and repeatable: the samples are then read again on each
+    `samples()` call instead of kept, so memory does not grow with the annotation file."""
 
     def __init__(self, root: Path, split: str, fold: int) -> None:
         self.root = Path(root).expanduser()
@@ -54,18 +61,18 @@ class AnnotatedDataset(ABC):
         self.fold = fold
         self.skipped: Counter[str] = Counter()
         self._samples: tuple[Sample, ...] = ()
-        self._missing: tuple[Sample, ...] = ()
+        self._count = 0
         self._options: dict[str, Any] = {}
         if not self.root.exists():
             raise InputError(f"{self.name}: dataset root {self.root} does not exist; check --root")
 
     def samples(self) -> Iterator[Sample]:
         """Yield the samples of the chosen split in the annotation files' order."""
-        yield from self._samples
+        yield from self._read() if self.streamed else self._samples
 
     def __len__(self) -> int:
         """Number of samples in the chosen split."""
-        return len(self._samples)
+        return self._count
 
     def config(self) -> dict[str, Any]:
         """The JSON-able settings that identify this dataset: name, root, split, fold, options."""
@@ -79,7 +86,7 @@ class AnnotatedDataset(ABC):
 
     def missing_media(self) -> list[Sample]:
         """Samples whose media path does not exist on disk (kept; they fail at run time)."""
-        return list(self._missing)
+        return [s for s in self.samples() if not s.media.exists()]
 
     def _check_split(self, allowed: Sequence[str]) -> None:
         if self.split not in allowed:
@@ -97,37 +104,66 @@ class AnnotatedDataset(ABC):
         self.fold = fold
 
     def _load(self, samples: Iterable[Sample], source: Path, options: Mapping[str, Any]) -> None:
-        """Keep the samples read from `source`, refuse duplicate ids, report missing media."""
-        self._options = {key: _plain(value) for key, value in options.items()}
-        seen: set[str] = set()
-        kept: list[Sample] = []
-        for sample in samples:
-            if sample.id in seen:
-                raise InputError(
-                    f"{source}: sample {sample.id!r} is listed twice; remove the duplicate row"
-                )
-            seen.add(sample.id)
-            kept.append(sample)
-        self._samples = tuple(kept)
-        self._missing = tuple(s for s in kept if not s.media.exists())
-        self._report(source)
+        """Check the samples read from `source` (unique ids, media on disk) and count them.
 
-    def _report(self, source: Path) -> None:
+        They are kept unless the adapter is `streamed`; ids are checked through 8-byte hashes,
+        so the check holds a few bytes per sample either way.
+        """
+        self._options = {key: _plain(value) for key, value in options.items()}
+        hashes = array("Q")
+        kept: list[Sample] = []
+        n_missing, first_missing = 0, None
+        for sample in samples:
+            hashes.append(_id_hash(sample.id))
+            if not self.streamed:
+                kept.append(sample)
+            if not sample.media.exists():
+                n_missing += 1
+                first_missing = first_missing or sample
+        self._samples = tuple(kept)
+        self._count = len(hashes)
+        _refuse_repeated_ids(hashes, self.samples, source)
+        self._report(source, n_missing, first_missing)
+
+    def _report(self, source: Path, n_missing: int, first_missing: Sample | None) -> None:
         for reason, count in sorted(self.skipped.items()):
             logger.warning("%s: skipped %d row(s) of %s: %s", self.name, count, source, reason)
-        if self._missing:
+        if first_missing is not None:
             logger.warning(
                 "%s: %d of %d samples name media that does not exist (first: %s); they are kept "
                 "and will be recorded as failed",
                 self.name,
-                len(self._missing),
-                len(self._samples),
-                self._missing[0].media,
+                n_missing,
+                self._count,
+                first_missing.media,
             )
 
     @abstractmethod
     def _read(self) -> Iterator[Sample]:
         """Read the annotation files into samples (called by the subclass, through `_load`)."""
+
+
+def _id_hash(sample_id: str) -> int:
+    """A 64-bit hash of a sample id (stable across runs, unlike `hash`)."""
+    return int.from_bytes(hashlib.blake2b(sample_id.encode(), digest_size=8).digest(), "little")
+
+
+def _refuse_repeated_ids(
+    hashes: array[int], samples: Callable[[], Iterable[Sample]], source: Path
+) -> None:
+    """Raise InputError naming the first sample id listed twice (hash matches are checked)."""
+    ordered = np.sort(np.frombuffer(hashes, dtype=np.uint64))
+    clashing = set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+    if not clashing:
+        return
+    seen: set[str] = set()
+    for sample in samples():
+        if _id_hash(sample.id) in clashing:
+            if sample.id in seen:
+                raise InputError(
+                    f"{source}: sample {sample.id!r} is listed twice; remove the duplicate row"
+                )
+            seen.add(sample.id)
 
 
 def as_bool(value: object, option: str) -> bool:

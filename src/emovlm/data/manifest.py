@@ -29,6 +29,7 @@ class Manifest(AnnotatedDataset):
     """
 
     name = "manifest"
+    streamed = True
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Report figures as PNG bytes: confusion, recall vs gold frequency, shares, emotion timelines.
+"""Report figures as PNG bytes: confusion, recall vs gold frequency, shares, timelines, scatters.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global state).
 """
@@ -121,4 +121,88 @@ def trajectory_png(sample_id: str, trajectory: Mapping[str, Sequence]) -> bytes:
     axes.set_ylim(-0.02, 1.02)
     axes.set_title(f"Emotion timeline: {_plain(sample_id)}", fontsize=9)
     axes.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _png(figure)
+
+
+def labelled_scatter_png(
+    labels: Sequence[str],
+    x: Sequence[float],
+    y: Sequence[float],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    log_x: bool = False,
+    highlight: str | None = None,
+) -> bytes:
+    """One labelled point per class (the `highlight` label in red), e.g. F1 vs word frequency."""
+    x_values, y_values = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    colors = [_SINK_COLOR if label == highlight else _PRED_COLOR for label in labels]
+    figure = Figure(figsize=(6.0, 4.0))
+    axes = figure.subplots()
+    axes.scatter(x_values, y_values, color=colors)
+    for label, xi, yi in zip(labels, x_values, y_values, strict=True):
+        axes.annotate(
+            _plain(label), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=8
+        )
+    if log_x:
+        axes.set_xscale("log")
+    axes.set_xlabel(_plain(xlabel))
+    axes.set_ylabel(_plain(ylabel))
+    axes.set_ylim(-0.03, 1.03)
+    axes.set_title(_plain(title), fontsize=10)
+    return _png(figure)
+
+
+def grouped_shares_png(
+    labels: Sequence[str],
+    groups: Mapping[str, Sequence[float]],
+    *,
+    title: str,
+    ylabel: str = "share of samples",
+) -> bytes:
+    """Side-by-side bars per label, one bar per named group (e.g. gold, before, after)."""
+    positions = np.arange(len(labels))
+    width = 0.8 / max(len(groups), 1)
+    palette = (_GOLD_COLOR, _PRED_COLOR, _SINK_COLOR, "#4e9a06", "#c4a000")
+    figure = Figure(figsize=(max(6.0, 0.6 * len(labels) + 2.0), 4.0))
+    axes = figure.subplots()
+    for i, (name, values) in enumerate(groups.items()):
+        offset = (i - (len(groups) - 1) / 2) * width
+        color = palette[i % len(palette)]
+        axes.bar(positions + offset, values, width=width, color=color, label=_plain(name))
+    axes.set_xticks(positions, [_plain(lab) for lab in labels], rotation=45, ha="right", fontsize=8)
+    axes.set_ylabel(ylabel)
+    axes.set_title(_plain(title))
+    axes.legend(fontsize=8)
+    return _png(figure)
+
+
+def sweep_png(summary: Mapping) -> bytes:
+    """Each metric per sweep setting with its interval: lines over a numeric axis, else bars."""
+    settings = summary["settings"]
+    metrics = summary["metrics"]
+    values = [s["value"] for s in settings]
+    numeric = all(isinstance(v, int | float) for v in values)
+    positions = np.asarray(values, dtype=float) if numeric else np.arange(len(settings))
+    width = 0.8 / max(len(metrics), 1)
+    figure = Figure(figsize=(max(6.0, 0.9 * len(settings) + 2.5), 4.0))
+    axes = figure.subplots()
+    for i, metric in enumerate(metrics):
+        points = np.array([s["metrics"][metric] for s in settings])
+        bounds = [s["ci"].get(metric) or (p, p) for s, p in zip(settings, points, strict=True)]
+        errors = np.abs(np.array(bounds, dtype=float).T - points)
+        if numeric:
+            axes.errorbar(positions, points, yerr=errors, marker="o", capsize=3, label=metric)
+        else:
+            offset = (i - (len(metrics) - 1) / 2) * width
+            axes.bar(positions + offset, points, width=width, yerr=errors, capsize=3, label=metric)
+    if not numeric:
+        names = [_plain(str(s["name"])) for s in settings]
+        axes.set_xticks(positions, names, rotation=30, ha="right", fontsize=8)
+    axes.set_xlabel(_plain(str(summary["axis"])))
+    axes.set_ylabel("score")
+    axes.set_ylim(0.0, 1.02)
+    axes.set_title(_plain(f"Sweep: {summary['experiment']} (n = {summary['n']})"), fontsize=10)
+    axes.legend(fontsize=8)
     return _png(figure)

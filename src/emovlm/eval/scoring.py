@@ -31,6 +31,7 @@ from emovlm.eval.multilabel import (
     multilabel_scores,
     sample_statistics,
 )
+from emovlm.eval.vad import Vad, vad_errors
 from emovlm.labels import LabelSpace, get_label_space
 from emovlm.types import Prediction, Status
 
@@ -66,11 +67,14 @@ def score_predictions(
     multi_label: bool | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    gold_vad: Sequence[Vad | None] | None = None,
 ) -> dict:
     """Score predictions against gold labels: metrics, diagnostics and bootstrap intervals.
 
     `predictions[i]` pairs with `gold[i]`; out-of-set, unparsed and failed answers count as wrong.
-    `multi_label=None` follows `label_space.multi_label`.
+    `multi_label=None` follows `label_space.multi_label`. With `gold_vad` (valence, arousal,
+    dominance per sample, None when unknown) and predictions carrying `extra["vad"]`, the metrics
+    get "vad": mean absolute error per dimension (see `emovlm.eval.vad`).
     """
     if len(gold) != len(predictions):
         raise InputError(
@@ -83,19 +87,22 @@ def score_predictions(
         raise InputError(f"n_bootstrap must be 0 or more, not {n_bootstrap}")
     multi = label_space.multi_label if multi_label is None else multi_label
     gold_sets = [
-        _gold_indices(g, p.sample_id, label_space, multi)
+        gold_indices(g, p.sample_id, label_space, multi)
         for g, p in zip(gold, predictions, strict=True)
     ]
     scorer = _score_multi_label if multi else _score_single_label
     metrics = scorer(gold_sets, predictions, label_space, n_bootstrap, seed)
     metrics.setdefault("ci", {})
     metrics.update(ci_level=CI_LEVEL, n_bootstrap=n_bootstrap, seed=seed)
+    if gold_vad is not None and any(p.extra.get("vad") for p in predictions):
+        metrics["vad"] = vad_errors(gold_vad, [p.extra.get("vad") for p in predictions])
     return metrics
 
 
-def _gold_indices(
+def gold_indices(
     gold: Sequence[str] | str, sample_id: str, space: LabelSpace, multi: bool
 ) -> tuple[int, ...]:
+    """Label indices of one sample's gold cell, with a clear error for unknown or extra labels."""
     names = (gold,) if isinstance(gold, str) else tuple(gold)
     indices = []
     for name in names:
@@ -116,7 +123,7 @@ def _gold_indices(
     return tuple(dict.fromkeys(indices))
 
 
-def _answer_code(prediction: Prediction, space: LabelSpace) -> int:
+def answer_code(prediction: Prediction, space: LabelSpace) -> int:
     """Top-1 as a confusion column: a label index, or K + extra column (status is authoritative)."""
     k, status = len(space), Status(prediction.status)
     if status is Status.OK:
@@ -160,7 +167,7 @@ def _score_single_label(
 ) -> dict:
     k, labels = len(space), list(space.labels)
     gold = np.array([g[0] for g in gold_sets])
-    answers = np.array([_answer_code(p, space) for p in predictions])
+    answers = np.array([answer_code(p, space) for p in predictions])
     confusion = confusion_matrix(gold, answers, k)
     scores = single_label_scores(confusion)
     ranks = [

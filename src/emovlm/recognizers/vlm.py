@@ -22,18 +22,22 @@ from emovlm.backends.vlm import (
     VLMRequest,
 )
 from emovlm.errors import InputError, MediaError
+from emovlm.eval.vad import parse_vad
 from emovlm.faces.crop import crop_face
 from emovlm.faces.registry import get_face_detector
 from emovlm.faces.track import track_faces
 from emovlm.frames import parse_sampler
-from emovlm.labels import LabelSpace
+from emovlm.labels import LabelSpace, MatchMode
 from emovlm.prompts import load_prompt
 from emovlm.run.cache import ResponseCache
-from emovlm.types import Cost, Prediction, Sample, Status
+from emovlm.types import Clip, Cost, Prediction, Sample, Status
 from emovlm.video import probe, read_frames
+from emovlm.vocab import load_definitions
 
 MODES: tuple[Mode, ...] = ("generate", "score")
-PersonView = Literal["box", "crop"]
+PersonView = Literal["box", "crop", "crop+full"]
+PERSON_VIEWS: tuple[PersonView, ...] = ("box", "crop", "crop+full")
+MATCH_MODES: tuple[MatchMode, ...] = ("word", "contains")
 
 
 @dataclass
@@ -51,6 +55,85 @@ def _softmax(logprobs: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum()
 
 
+@dataclass(frozen=True)
+class AnswerReader:
+    """Turns a model's answer into a Prediction: parsed text (generate) or label scores (score).
+
+    `match` is the parser's mode ("word", or "contains" as Paper B's scoring script). With `vad`,
+    valence/arousal/dominance ratings are read into `extra["vad"]` and cut from the text before
+    the labels are parsed. In score mode a multi-label space answers its `max_labels` most
+    probable labels (scores keep every label's probability, for mAP).
+    """
+
+    label_space: LabelSpace
+    mode: Mode = "generate"
+    match: MatchMode = "word"
+    max_labels: int = 6
+    vad: bool = False
+
+    def prediction(
+        self, sid: str, answer: VLMAnswer, *, cost: Cost, extra: Mapping[str, Any]
+    ) -> Prediction:
+        """The Prediction for one answer, stored with its cost and extra facts."""
+        extra = {**extra, "cached": answer.cached}
+        if answer.error:
+            return Prediction.failed(sid, answer.error, cost)
+        if answer.refusal:
+            return Prediction(
+                sid,
+                raw=answer.refusal,
+                status=Status.UNPARSED,
+                reason=f"refused: {answer.refusal}",
+                cost=cost,
+                extra=extra,
+            )
+        if self.mode == "score":
+            return self._scored(sid, answer, cost, extra)
+        if not answer.text:
+            return Prediction(
+                sid, status=Status.UNPARSED, reason="empty answer", cost=cost, extra=extra
+            )
+        text = answer.text
+        if self.vad:
+            extra["vad"], text = parse_vad(text)
+        parsed = self.label_space.parse(text, match=self.match)
+        reason = ""
+        if parsed.status is Status.UNPARSED:
+            cut = " (cut off by --max-new-tokens)" if answer.finish_reason == "length" else ""
+            reason = f"the answer names no emotion{cut}"
+        elif parsed.status is Status.OUT_OF_SET:
+            reason = f"{parsed.labels[0]!r} is not a label of {self.label_space.name}"
+        return Prediction(
+            sid,
+            labels=parsed.labels,
+            raw=answer.text,
+            status=parsed.status,
+            reason=reason,
+            cost=cost,
+            extra=extra,
+        )
+
+    def _scored(self, sid: str, answer: VLMAnswer, cost: Cost, extra: dict[str, Any]) -> Prediction:
+        labels = self.label_space.labels
+        logprobs = np.array([answer.label_logprobs[label] for label in labels], dtype=np.float64)
+        probs = _softmax(logprobs)
+        order = np.argsort(-probs, kind="stable")
+        if self.label_space.multi_label:
+            order = order[: self.max_labels]
+        return Prediction(
+            sid,
+            labels=tuple(labels[j] for j in order),
+            scores={label: float(p) for label, p in zip(labels, probs, strict=True)},
+            raw=answer.text,
+            status=Status.OK,
+            cost=cost,
+            extra={
+                **extra,
+                "label_logprobs": {lab: float(v) for lab, v in zip(labels, logprobs, strict=True)},
+            },
+        )
+
+
 class VLMRecognizer:
     """Ask a vision-language model, local (`transformers`) or served (`openai`), for the emotion.
 
@@ -59,7 +142,9 @@ class VLMRecognizer:
     `cache_dir` (default: the emovlm cache folder), so a rerun makes no model call. `concurrency`
     is the number of requests in flight for servers and the batch size for local models. For
     samples with a person box the person is shown by a red box drawn on the image
-    (`person="box"`) or by cropping to the box (`person="crop"`).
+    (`person="box"`), by cropping to the box (`person="crop"`), or by both: the full image with
+    the red box, then the crop (`person="crop+full"`). `match`, `vad` and the score-mode label
+    count are those of `AnswerReader`.
     """
 
     name = "vlm"
@@ -90,6 +175,8 @@ class VLMRecognizer:
         max_retries: int = 4,
         person: PersonView = "box",
         max_labels: int = 6,
+        match: MatchMode = "word",
+        vad: bool = False,
     ) -> None:
         if not model:
             raise InputError(
@@ -97,8 +184,10 @@ class VLMRecognizer:
             )
         if mode not in MODES:
             raise InputError(f"--mode {mode!r} is unknown; choose one of: {', '.join(MODES)}")
-        if person not in ("box", "crop"):
-            raise InputError(f"person view {person!r} is unknown; choose box or crop")
+        if person not in PERSON_VIEWS:
+            raise InputError(f"--person {person!r} is unknown; choose {', '.join(PERSON_VIEWS)}")
+        if match not in MATCH_MODES:
+            raise InputError(f"--match {match!r} is unknown; choose word or contains")
         if (
             image_size < 28
             or max_new_tokens < 1
@@ -119,9 +208,11 @@ class VLMRecognizer:
         self.template = load_prompt(prompt or ("contextual" if label_space.multi_label else "dfer"))
         self.settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
         self.image_size, self.person, self.max_labels = image_size, person, max_labels
+        self.reader = AnswerReader(label_space, self.mode, match, max_labels, vad)
+        self.definitions = load_definitions(label_space.name)
         self.concurrency = concurrency
         self.api_key_env, self.adapter, self.dtype = api_key_env, adapter, dtype
-        self.backend: VLM = _build_backend(
+        self.backend: VLM = build_backend(
             backend,
             model,
             base_url=base_url,
@@ -162,6 +253,8 @@ class VLMRecognizer:
             "image_size": self.image_size,
             "person": self.person,
             "max_labels": self.max_labels,
+            "match": self.reader.match,
+            "vad": self.reader.vad,
         }
 
     def predict(self, samples: Sequence[Sample]) -> list[Prediction]:
@@ -182,14 +275,17 @@ class VLMRecognizer:
                 results[i] = Prediction.failed(
                     sample.id, str(exc), Cost(seconds=time.perf_counter() - started)
                 )
-        requests = [p.request for _, p in prepared]
-        if self.mode == "score":
-            answers = self.vlm.score(requests, self.label_space.labels, self.settings)
-        else:
-            answers = self.vlm.generate(requests, self.settings)
+        answers = self.ask([p.request for _, p in prepared])
         for (i, item), answer in zip(prepared, answers, strict=True):
-            results[i] = self._prediction(item, answer)
+            cost = answer.cost + Cost(seconds=item.seconds)
+            results[i] = self.prediction(item.sample.id, answer, cost=cost, extra=item.extra)
         return [results[i] for i in range(len(samples))]
+
+    def ask(self, requests: Sequence[VLMRequest]) -> list[VLMAnswer]:
+        """The model's answers to `requests` in this recognizer's mode (free text or label scores)."""
+        if self.mode == "score":
+            return self.vlm.score(requests, self.label_space.labels, self.settings)
+        return self.vlm.generate(requests, self.settings)
 
     # ---- sample → request -------------------------------------------------------------------
 
@@ -198,6 +294,34 @@ class VLMRecognizer:
         info = probe(sample.media)
         indices = self.sampler.indices(info.frame_count, info.fps) if info.frame_count > 1 else [0]
         clip = read_frames(sample.media, indices)
+        images, extra = self.view(sample, clip)
+        rate = len(images) / clip.duration if clip.duration > 0 else clip.fps
+        visuals = [visual_part(images, rate)]
+        if self.person == "crop+full" and sample.box is not None and self.detector is None:
+            crops, _ = self.view(sample, clip, person="crop")
+            visuals.append(visual_part(crops, rate))
+        text = self.template.render(
+            labels=list(self.label_space.labels),
+            media="video" if len(images) > 1 else "image",
+            num_frames=len(images),
+            multi_label=self.label_space.multi_label,
+            dataset=self.label_space.name,
+            person=self.person if sample.box is not None and self.detector is None else None,
+            k=self.max_labels,
+            definitions=self.definitions,
+            vad=self.reader.vad,
+        )
+        request = VLMRequest((*visuals, text))
+        return _Prepared(sample, request, time.perf_counter() - started, extra)
+
+    def view(
+        self, sample: Sample, clip: Clip, person: PersonView | None = None
+    ) -> tuple[list[np.ndarray], dict[str, Any]]:
+        """The clip's frames as the model sees them (faces or person shown, resized), with counts.
+
+        `person` overrides the recognizer's person view; "crop+full" shows the red box here (the
+        crop is the request's second visual part).
+        """
         images = [frame.image for frame in clip.frames]
         extra: dict[str, Any] = {"frames_sampled": len(images)}
         if self.detector is not None:
@@ -208,88 +332,25 @@ class VLMRecognizer:
             ]
             extra["frames_with_face"] = sum(f is not None for f in tracked)
         elif sample.box is not None:
-            show = draw_box if self.person == "box" else crop_box
+            show = crop_box if (person or self.person) == "crop" else draw_box
             images = [show(img, sample.box) for img in images]
-        images = [fit_within(img, self.image_size) for img in images]
-        text = self.template.render(
-            labels=list(self.label_space.labels),
-            media="video" if len(images) > 1 else "image",
-            num_frames=len(images),
-            multi_label=self.label_space.multi_label,
-            dataset=self.label_space.name,
-            person=self.person if sample.box is not None and self.detector is None else None,
-            k=self.max_labels,
-        )
-        if len(images) > 1:
-            rate = len(images) / clip.duration if clip.duration > 0 else clip.fps
-            visual: np.ndarray | VideoInput = VideoInput(tuple(images), fps=rate)
-        else:
-            visual = images[0]
-        request = VLMRequest((visual, text))
-        return _Prepared(sample, request, time.perf_counter() - started, extra)
+        return [fit_within(img, self.image_size) for img in images], extra
 
     # ---- answer → prediction ----------------------------------------------------------------
 
-    def _prediction(self, item: _Prepared, answer: VLMAnswer) -> Prediction:
-        sid = item.sample.id
-        cost = answer.cost + Cost(seconds=item.seconds)
-        extra = {**item.extra, "cached": answer.cached}
-        if answer.error:
-            return Prediction.failed(sid, answer.error, cost)
-        if answer.refusal:
-            return Prediction(
-                sid,
-                raw=answer.refusal,
-                status=Status.UNPARSED,
-                reason=f"refused: {answer.refusal}",
-                cost=cost,
-                extra=extra,
-            )
-        if self.mode == "score":
-            return self._scored(item, answer, cost, extra)
-        if not answer.text:
-            return Prediction(
-                sid, status=Status.UNPARSED, reason="empty answer", cost=cost, extra=extra
-            )
-        parsed = self.label_space.parse(answer.text)
-        reason = ""
-        if parsed.status is Status.UNPARSED:
-            cut = " (cut off by --max-new-tokens)" if answer.finish_reason == "length" else ""
-            reason = f"the answer names no emotion{cut}"
-        elif parsed.status is Status.OUT_OF_SET:
-            reason = f"{parsed.labels[0]!r} is not a label of {self.label_space.name}"
-        return Prediction(
-            sid,
-            labels=parsed.labels,
-            raw=answer.text,
-            status=parsed.status,
-            reason=reason,
-            cost=cost,
-            extra=extra,
-        )
-
-    def _scored(
-        self, item: _Prepared, answer: VLMAnswer, cost: Cost, extra: dict[str, Any]
+    def prediction(
+        self, sid: str, answer: VLMAnswer, *, cost: Cost, extra: Mapping[str, Any]
     ) -> Prediction:
-        labels = self.label_space.labels
-        logprobs = np.array([answer.label_logprobs[label] for label in labels], dtype=np.float64)
-        probs = _softmax(logprobs)
-        order = np.argsort(-probs, kind="stable")
-        return Prediction(
-            item.sample.id,
-            labels=tuple(labels[j] for j in order),
-            scores={label: float(p) for label, p in zip(labels, probs, strict=True)},
-            raw=answer.text,
-            status=Status.OK,
-            cost=cost,
-            extra={
-                **extra,
-                "label_logprobs": {lab: float(v) for lab, v in zip(labels, logprobs, strict=True)},
-            },
-        )
+        """The Prediction for one answer (parsed text or label scores), stored with cost and extra."""
+        return self.reader.prediction(sid, answer, cost=cost, extra=extra)
 
 
-def _build_backend(
+def visual_part(images: Sequence[np.ndarray], fps: float) -> np.ndarray | VideoInput:
+    """One image as itself; several as a video sampled at `fps` frames per second."""
+    return images[0] if len(images) == 1 else VideoInput(tuple(images), fps=fps)
+
+
+def build_backend(
     backend: str,
     model: str,
     *,

@@ -1,17 +1,23 @@
-"""Evaluate a recognizer on a dataset into a run folder: stream, batch, store, resume, report."""
+"""Evaluate a recognizer on a dataset into a run folder: stream, batch, store, resume, report.
+
+The loop is: stream the dataset's samples → skip those already stored → the executor predicts
+batches (here, in worker processes, or on Ray) → one writer commits each finished batch in one
+transaction. Memory stays flat as the dataset grows: nothing holds the whole dataset.
+"""
 
 from __future__ import annotations
 
 import itertools
-import time
-import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from emovlm.data.base import Dataset
-from emovlm.errors import BackendError, InputError, MissingAssetError, MissingDependencyError
+from emovlm.errors import EmovlmError, InputError
 from emovlm.recognizers.base import Recognizer
 from emovlm.run.config import (
     CONFIG_FILE,
@@ -22,14 +28,23 @@ from emovlm.run.config import (
     report_dir,
     resolve_config,
 )
+from emovlm.run.executors import Executor
+from emovlm.run.executors.local import LocalExecutor
 from emovlm.run.lock import RunLock
 from emovlm.run.progress import EvalProgress
 from emovlm.run.store import STORE_FILE, RunStore
-from emovlm.types import Cost, Prediction, Sample, Status
+from emovlm.types import Prediction, Sample, Status
 
-_SETUP_ERRORS = (MissingDependencyError, MissingAssetError, BackendError)
-"""Errors about the installation, not the sample: they stop the run with their fix instead of
-failing every sample in turn."""
+STOP_AFTER_FAILURES = 32
+"""Default of `stop_after_failures`: this many failed samples in a row stop the run."""
+
+
+_SEEN_CACHE_KIB = 256
+"""Page cache of the temporary database of seen sample ids; the rest stays on disk."""
+
+
+class TooManyFailuresError(EmovlmError):
+    """The run stopped because `stop_after_failures` samples in a row failed."""
 
 
 @dataclass(frozen=True)
@@ -65,18 +80,28 @@ def evaluate(
     report: bool = True,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    executor: Executor | None = None,
+    stop_after_failures: int = STOP_AFTER_FAILURES,
 ) -> RunSummary:
     """Predict every sample of `dataset` not yet in the run folder, store each batch, then report.
 
-    A batch whose `predict` raises is retried one sample at a time; a sample that still raises
-    is stored as failed with the reason "ExceptionType: message". KeyboardInterrupt (and a
-    missing dependency or asset, which no sample could get past) stops the run and keeps the
-    rows written so far; calling again with `resume=True` carries on.
+    `executor` runs the batches (default: in this process, `LocalExecutor()`); whatever runs
+    them, rows are written by this process alone, one transaction per finished batch, in dataset
+    order. A batch whose `predict` raises is retried one sample at a time; a sample that still
+    raises is stored as failed with the reason "ExceptionType: message". When
+    `stop_after_failures` samples in a row have failed (0: never), the run stops with
+    TooManyFailuresError naming the most common reason. KeyboardInterrupt (and a missing
+    dependency, asset or unusable backend, which no sample could get past) also stops the run;
+    rows written so far are kept, and calling again with `resume=True` carries on.
     """
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
     if limit is not None and limit < 0:
         raise InputError(f"limit must be zero or more, got {limit}")
+    if stop_after_failures < 0:
+        raise InputError(
+            f"stop after failures must be 0 (never) or more, got {stop_after_failures}"
+        )
     _check_label_spaces(dataset, recognizer)
     config = resolve_config(
         {"name": dataset.name, **dataset_config},
@@ -86,23 +111,30 @@ def evaluate(
     )
     key = config_key(config)
     run_dir = Path(run_dir)
+    executor = executor or LocalExecutor()
     with RunLock(run_dir), RunStore(run_dir) as store:
-        done = store.done_ids(key)
-        if done and not resume:
+        counts = store.counts(key)
+        n_rows = sum(counts.values())
+        if n_rows and not resume:
             raise InputError(
-                f"{run_dir} already holds {len(done)} rows of this configuration (key {key}); "
+                f"{run_dir} already holds {n_rows} rows of this configuration (key {key}); "
                 "pass --resume to continue it or pick another --run-dir"
             )
         entry = record_config(run_dir, config)
-        skip = done - store.failed_ids(key) if retry_failed else done
-        selection = _Selection(dataset, skip, limit)
+        n_skip = n_rows - (counts[Status.FAILED.value] if retry_failed else 0)
+        selection = _Selection(dataset, store, key, limit, retry_failed)
         total = _expected_total(dataset, limit)
-        already = min(len(skip), total) if total is not None else len(skip)
-        with EvalProgress(f"{dataset.name} · {recognizer.name}", total, already, progress) as bar:
-            for batch in selection.batches(batch_size):
-                predictions = _predict_batch(recognizer, batch)
+        already = min(n_skip, total) if total is not None else n_skip
+        streak = _FailureStreak(stop_after_failures)
+        with (
+            EvalProgress(f"{dataset.name} · {recognizer.name}", total, already, progress) as bar,
+            closing(selection),
+            closing(executor.map(recognizer, selection.batches(batch_size))) as finished,
+        ):
+            for batch, predictions in finished:
                 store.write(key, predictions, [s.labels for s in batch], replace=retry_failed)
                 bar.advance([p.status for p in predictions])
+                streak.update(predictions)
         summary = RunSummary(
             run_dir=run_dir,
             config_key=key,
@@ -139,87 +171,89 @@ def rebuild_report(
 
 
 class _Selection:
-    """The dataset's samples up to the limit, without those already done, cut into batches."""
+    """The dataset's samples up to the limit, without those already stored, cut into batches.
 
-    def __init__(self, dataset: Dataset, skip: set[str], limit: int | None) -> None:
+    Sample ids seen so far are kept in a private temporary SQLite database (on disk, with a
+    small page cache) and stored ids are looked up batch by batch, so memory does not grow
+    with the dataset.
+    """
+
+    def __init__(
+        self, dataset: Dataset, store: RunStore, key: str, limit: int | None, retry_failed: bool
+    ) -> None:
         self._dataset = dataset
-        self._skip = skip
+        self._store = store
+        self._key = key
         self._limit = limit
+        self._retry_failed = retry_failed
+        self._seen = sqlite3.connect("")
+        self._seen.execute(f"PRAGMA cache_size = -{_SEEN_CACHE_KIB}")
+        self._seen.execute("CREATE TABLE seen (id TEXT PRIMARY KEY)")
         self.n_seen = 0
         self.n_skipped = 0
 
+    def close(self) -> None:
+        """Drop the temporary database of seen ids."""
+        self._seen.close()
+
     def batches(self, size: int) -> Iterator[list[Sample]]:
         """Stream the samples to predict in batches of `size`, refusing duplicate sample ids."""
-        seen: set[str] = set()
         batch: list[Sample] = []
-        for sample in itertools.islice(self._dataset.samples(), self._limit):
-            if sample.id in seen:
-                raise InputError(
-                    f"dataset {self._dataset.name!r} yields sample id {sample.id!r} twice; "
-                    "sample ids must be unique (look for a duplicated row in its annotations)"
-                )
-            seen.add(sample.id)
-            self.n_seen += 1
-            if sample.id in self._skip:
-                self.n_skipped += 1
-                continue
-            batch.append(sample)
-            if len(batch) == size:
-                yield batch
-                batch = []
+        samples = itertools.islice(self._dataset.samples(), self._limit)
+        while chunk := list(itertools.islice(samples, size)):
+            ids = [s.id for s in chunk]
+            self._refuse_repeats(ids)
+            stored = self._store.ids_with_rows(self._key, ids, failed_too=not self._retry_failed)
+            self.n_seen += len(chunk)
+            self.n_skipped += len(stored)
+            for sample in chunk:
+                if sample.id not in stored:
+                    batch.append(sample)
+                    if len(batch) == size:
+                        yield batch
+                        batch = []
         if batch:
             yield batch
 
-
-def _predict_batch(recognizer: Recognizer, batch: Sequence[Sample]) -> list[Prediction]:
-    """Predict a batch; if that raises, predict its samples one by one, recording failures."""
-    started = time.perf_counter()
-    try:
-        return _checked(recognizer, batch, recognizer.predict(batch))
-    except _SETUP_ERRORS:
-        raise
-    except Exception as exc:
-        if len(batch) == 1:
-            return [_failure(batch[0], exc, started)]
-    return [_predict_one(recognizer, sample) for sample in batch]
+    def _refuse_repeats(self, ids: Sequence[str]) -> None:
+        """Remember `ids`, or raise InputError naming one the dataset already yielded."""
+        for sample_id in ids:
+            try:
+                self._seen.execute("INSERT INTO seen VALUES (?)", (sample_id,))
+            except sqlite3.IntegrityError:
+                raise InputError(
+                    f"dataset {self._dataset.name!r} yields sample id {sample_id!r} twice; "
+                    "sample ids must be unique (look for a duplicated row in its annotations)"
+                ) from None
 
 
-def _predict_one(recognizer: Recognizer, sample: Sample) -> Prediction:
-    """Predict one sample, turning an exception into a failed prediction."""
-    started = time.perf_counter()
-    try:
-        return _checked(recognizer, [sample], recognizer.predict([sample]))[0]
-    except _SETUP_ERRORS:
-        raise
-    except Exception as exc:
-        return _failure(sample, exc, started)
+class _FailureStreak:
+    """Counts failed predictions in a row and stops the run when there are `limit` of them."""
 
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.reasons: Counter[str] = Counter()
+        self.last = ""
 
-def _checked(
-    recognizer: Recognizer, batch: Sequence[Sample], predictions: Iterable[Prediction]
-) -> list[Prediction]:
-    """The predictions, after checking there is one per sample, in the samples' order."""
-    predictions = list(predictions)
-    expected = [s.id for s in batch]
-    returned = [getattr(p, "sample_id", None) for p in predictions]
-    if returned != expected:
-        raise ValueError(
-            f"recognizer {recognizer.name!r} returned predictions for {returned} "
-            f"when asked for {expected}"
+    def update(self, predictions: Sequence[Prediction]) -> None:
+        """Take a written batch into account; raise TooManyFailuresError at the limit."""
+        for prediction in predictions:
+            if prediction.status is not Status.FAILED:
+                self.reasons.clear()
+                continue
+            self.reasons[prediction.reason] += 1
+            self.last = prediction.sample_id
+            if self.limit and self.reasons.total() >= self.limit:
+                self._stop()
+
+    def _stop(self) -> None:
+        reason, count = self.reasons.most_common(1)[0]
+        raise TooManyFailuresError(
+            f"stopped after {self.reasons.total()} samples in a row failed (the last: "
+            f"{self.last}); {count} of them: {reason} — the rows written so far are kept: fix "
+            "the cause, then rerun with --resume --retry-failed (--stop-after-failures 0 "
+            "never stops)"
         )
-    return predictions
-
-
-def _failure(sample: Sample, exc: Exception, started: float) -> Prediction:
-    """A failed prediction whose reason is "ExceptionType: message", keeping the traceback."""
-    return replace(
-        Prediction.failed(
-            sample.id,
-            f"{type(exc).__name__}: {exc}",
-            Cost(seconds=time.perf_counter() - started),
-        ),
-        extra={"traceback": "".join(traceback.format_exception(exc))},
-    )
 
 
 def _with_report(

@@ -55,6 +55,7 @@ _READ_COLUMNS = ", ".join(_COLUMNS[1:-1])
 _UPDATED = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[2:])
 _IGNORE_EXISTING = f"{_INSERT} ON CONFLICT (config_key, sample_id) DO NOTHING"
 _REPLACE_EXISTING = f"{_INSERT} ON CONFLICT (config_key, sample_id) DO UPDATE SET {_UPDATED}"
+_IDS_PER_QUERY = 500
 
 
 class RunStore:
@@ -127,6 +128,21 @@ class RunStore:
             (key, Status.FAILED.value),
         )
         return {sample_id for (sample_id,) in rows}
+
+    def ids_with_rows(self, key: str, ids: Sequence[str], *, failed_too: bool = True) -> set[str]:
+        """Those of `ids` that have a row for configuration `key` (failed rows only if `failed_too`)."""
+        found: set[str] = set()
+        status = "" if failed_too else " AND status != ?"
+        extra = () if failed_too else (Status.FAILED.value,)
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = list(ids[start : start + _IDS_PER_QUERY])
+            rows = self._conn.execute(
+                f"SELECT sample_id FROM predictions WHERE config_key = ?{status} "
+                f"AND sample_id IN ({', '.join('?' * len(chunk))})",
+                (key, *extra, *chunk),
+            )
+            found.update(sample_id for (sample_id,) in rows)
+        return found
 
     def counts(self, key: str) -> dict[str, int]:
         """Number of rows of configuration `key` per status value (every status, zeros included)."""

@@ -34,14 +34,16 @@ HEAD_VERSION = 1
 class FrameHead(nn.Module):
     """Per-frame label logits from padded feature sequences, after standardising the features.
 
-    `mean` and `std` are the training features' statistics, kept as buffers so a saved head
-    carries them.
+    `mean` and `std` are the training features' statistics and `trained` marks the labels that
+    had training samples; all three are buffers, so a saved head carries them. Labels without
+    samples get logit -inf: probability 0, like labels a pretrained classifier cannot output.
     """
 
     def __init__(self, feature_size: int, n_labels: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(feature_size))
         self.register_buffer("std", torch.ones(feature_size))
+        self.register_buffer("trained", torch.ones(n_labels, dtype=torch.bool))
 
     def set_statistics(self, features: torch.Tensor) -> None:
         """Standardise with the mean and spread of these training features (N, D)."""
@@ -51,6 +53,10 @@ class FrameHead(nn.Module):
     def standardised(self, features: torch.Tensor) -> torch.Tensor:
         """Features shifted and scaled by the training statistics."""
         return (features - self.mean) / self.std
+
+    def masked(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits with the labels that had no training samples set to -inf."""
+        return logits.masked_fill(~self.trained, float("-inf"))
 
 
 class LinearHead(FrameHead):
@@ -62,7 +68,7 @@ class LinearHead(FrameHead):
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, L) for features (B, T, D); `lengths` are ignored (frames are independent)."""
-        return self.classify(self.standardised(features))
+        return self.masked(self.classify(self.standardised(features)))
 
 
 class TemporalHead(FrameHead):
@@ -82,7 +88,7 @@ class TemporalHead(FrameHead):
         )
         context, _ = self.gru(packed)
         padded, _ = pad_packed_sequence(context, batch_first=True, total_length=features.shape[1])
-        return self.classify(padded)
+        return self.masked(self.classify(padded))
 
 
 _MODULES: dict[str, type[FrameHead]] = {"linear": LinearHead, "temporal": TemporalHead}

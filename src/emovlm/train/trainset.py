@@ -41,9 +41,9 @@ def check_classes(
     return missing
 
 
-def labelled_samples(dataset: Dataset, *, limit: int | None = None) -> list[Sample]:
-    """The dataset's samples (the first `limit`), refusing an empty split and unlabelled samples."""
-    samples = list(dataset.samples())[:limit]
+def labelled_samples(dataset: Dataset) -> list[Sample]:
+    """The dataset's samples, refusing an empty split and unlabelled samples."""
+    samples = list(dataset.samples())
     if not samples:
         raise InputError(f"dataset {dataset.name!r} has no samples in this split; check --split")
     unlabelled = [s.id for s in samples if not s.labels]

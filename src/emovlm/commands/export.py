@@ -1,0 +1,108 @@
+"""`emovlm export`: a dataset split as instruction JSONL (LLaVA-style, ShareGPT-style) for external trainers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from emovlm.commands.finetune import open_split
+
+_DATA = "Dataset"
+_VIEW = "What the model is shown (as `eval --recognizer vlm`)"
+
+
+def export_command(
+    out: Annotated[Path, typer.Option(help="folder to write the JSONL files and media into")],
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="dfew | ferv39k | mafw | emotic | folder | manifest", rich_help_panel=_DATA
+        ),
+    ] = None,
+    root: Annotated[
+        Path | None, typer.Option(help="dataset root folder", rich_help_panel=_DATA)
+    ] = None,
+    split: Annotated[str, typer.Option(help="split to export", rich_help_panel=_DATA)] = "train",
+    fold: Annotated[
+        int | None,
+        typer.Option(help="fold 1-5 for DFEW and MAFW (default: 1)", rich_help_panel=_DATA),
+    ] = None,
+    label_set: Annotated[
+        str | None,
+        typer.Option(help="label set for folder/manifest datasets", rich_help_panel=_DATA),
+    ] = None,
+    dataset_option: Annotated[
+        list[str] | None,
+        typer.Option(help="adapter option KEY=VALUE (repeatable)", rich_help_panel=_DATA),
+    ] = None,
+    formats: Annotated[
+        str, typer.Option("--format", help="llava, sharegpt or both (comma-separated)")
+    ] = "llava,sharegpt",
+    frames: Annotated[str, typer.Option(help="frame sampler", rich_help_panel=_VIEW)] = "uniform:8",
+    faces: Annotated[
+        str, typer.Option(help="none | mtcnn | haar (face crops)", rich_help_panel=_VIEW)
+    ] = "none",
+    face_step: Annotated[
+        int, typer.Option(help="detect faces every N-th frame", rich_help_panel=_VIEW)
+    ] = 5,
+    prompt: Annotated[
+        str | None, typer.Option(help="prompt template name or file", rich_help_panel=_VIEW)
+    ] = None,
+    image_size: Annotated[
+        int, typer.Option(help="longest image side", rich_help_panel=_VIEW)
+    ] = 448,
+    person: Annotated[
+        str, typer.Option(help="box | crop (EMOTIC's person)", rich_help_panel=_VIEW)
+    ] = "box",
+    max_labels: Annotated[
+        int, typer.Option(help="k of 'up to k labels' prompts", rich_help_panel=_VIEW)
+    ] = 6,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Write a split's questions and gold answers as JSONL that LLaVA and LLaMA-Factory train on.
+
+    Each sample becomes the prompt `emovlm eval --recognizer vlm` would ask (same frames, face
+    crops or red person box, template) and its gold answer. llava.jsonl holds {id, image|video,
+    conversations}; sharegpt.jsonl holds {messages, images|videos} and is registered for
+    LLaMA-Factory in dataset_info.json. Media are cited by absolute path; images with a drawn box
+    and face-crop videos are written under OUT/media.
+
+    Example:
+      emovlm export --dataset emotic --root /data/EMOTIC --split train --out exports/emotic
+    """
+    from emovlm.train.export import export_instructions
+    from emovlm.train.instructions import ViewBuilder
+    from emovlm.train.trainset import labelled_samples
+
+    data = open_split(
+        dataset, root, split, fold=fold, label_set=label_set, dataset_option=dataset_option
+    )
+    builder = ViewBuilder(
+        data.label_space,
+        frames=frames,
+        faces=faces,
+        face_step=face_step,
+        prompt=prompt,
+        image_size=image_size,
+        person=person,
+        max_labels=max_labels,
+    )
+    result = export_instructions(
+        labelled_samples(data),
+        builder,
+        out,
+        formats=[f.strip() for f in formats.split(",") if f.strip()],
+        progress=progress,
+    )
+    console = Console()
+    console.print(f"[bold]{result.n_records}[/] records, {len(result.failed)} unreadable sample(s)")
+    for kind, path in result.files.items():
+        console.print(f"  {kind}: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `export` command."""
+    app.command("export")(export_command)
