@@ -27,6 +27,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 _err = Console(stderr=True)
+_INTERRUPTED = 130
 
 
 def _show_version(value: bool) -> None:
@@ -65,5 +66,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         _err.print("interrupted; results written so far are kept — rerun with --resume to continue")
-        sys.exit(130)
+        sys.exit(_INTERRUPTED)
+    if result == _INTERRUPTED:  # typer turns Ctrl-C into this exit code
+        _err.print("interrupted; results written so far are kept — rerun with --resume to continue")
     sys.exit(result if isinstance(result, int) else 0)

@@ -178,7 +178,9 @@ class TransformersTextLLM(TransformersVLM):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         model = model.to(self.device).eval()
-        self._loaded = LoadedModel(model, _TokenizerOnly(tokenizer), False, (), context_limit(model))
+        self._loaded = LoadedModel(
+            model, _TokenizerOnly(tokenizer), False, (), context_limit(model)
+        )
         return self._loaded
 
     def encode(self, loaded: LoadedModel, batch: Sequence[VLMRequest]) -> BatchEncoding:

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from emovlm.commands.eval import _parse_pairs
+from emovlm.commands._dataset_options import DatasetOptionPairs, LabelSet, parse_pairs
 from emovlm.errors import InputError
 
 
@@ -26,12 +26,8 @@ def balance(
     ],
     split: Annotated[str, typer.Option(help="split to balance")] = "test",
     fold: Annotated[int, typer.Option(help="fold (DFEW, MAFW)")] = 1,
-    label_set: Annotated[
-        str | None, typer.Option(help="label set of folder/manifest datasets")
-    ] = None,
-    dataset_option: Annotated[
-        list[str] | None, typer.Option(help="adapter option KEY=VALUE (repeatable)")
-    ] = None,
+    label_set: LabelSet = None,
+    dataset_option: DatasetOptionPairs = None,
     seed: Annotated[int, typer.Option(help="seed of the per-class draws")] = 0,
     allow_fewer: Annotated[
         bool,
@@ -52,7 +48,7 @@ def balance(
 
     if out.suffix.lower() != ".csv":
         raise InputError(f"--out {out}: write the manifest as a .csv file")
-    options = _parse_pairs(dataset_option, "--dataset-option")
+    options = parse_pairs(dataset_option, "--dataset-option")
     if label_set is not None:
         options["label_set"] = label_set
     data = open_dataset(dataset, root, split=split, fold=fold, **options)

@@ -10,23 +10,20 @@ import typer
 import yaml
 from rich.console import Console
 
+from emovlm.commands._dataset_options import (
+    DATA_PANEL,
+    DatasetName,
+    DatasetOptionPairs,
+    DatasetRoot,
+    Fold,
+    LabelSet,
+    parse_pairs,
+)
 from emovlm.commands._recognizer_options import build_recognizer, with_recognizer_options
 from emovlm.errors import InputError
 
-_DATA = "Dataset"
 _RUN = "Run"
 _SCALE = "Scale and faults"
-
-
-def _parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
-    """KEY=VALUE strings → dict, values read as YAML scalars (numbers, booleans, strings)."""
-    parsed: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InputError(f"{flag} expects KEY=VALUE, got {pair!r}")
-        parsed[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    return parsed
 
 
 def _load_config(path: Path | None) -> dict[str, Any]:
@@ -43,37 +40,24 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 
 @with_recognizer_options
 def eval_command(
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            help="dfew | ferv39k | mafw | emotic | folder | manifest", rich_help_panel=_DATA
-        ),
-    ] = None,
-    root: Annotated[
-        Path | None,
-        typer.Option(help="dataset root folder (or manifest file's folder)", rich_help_panel=_DATA),
-    ] = None,
+    dataset: DatasetName = None,
+    root: DatasetRoot = None,
     split: Annotated[
         str | None,
-        typer.Option(help="train | test (| val for EMOTIC) [default: test]", rich_help_panel=_DATA),
-    ] = None,
-    fold: Annotated[
-        int | None,
-        typer.Option(help="fold 1-5 for DFEW and MAFW [default: 1]", rich_help_panel=_DATA),
-    ] = None,
-    label_set: Annotated[
-        str | None,
-        typer.Option(help="label set for folder/manifest datasets", rich_help_panel=_DATA),
-    ] = None,
-    dataset_option: Annotated[
-        list[str] | None,
         typer.Option(
-            help="adapter option KEY=VALUE (repeatable), e.g. manifest=clips.csv",
-            rich_help_panel=_DATA,
+            help="train | test (| val for EMOTIC) (default: test)", rich_help_panel=DATA_PANEL
         ),
     ] = None,
+    fold: Fold = None,
+    label_set: LabelSet = None,
+    dataset_option: DatasetOptionPairs = None,
     recognizer: Annotated[
-        str | None, typer.Option(help="specialist (offline default) | vlm", rich_help_panel=_RUN)
+        str | None,
+        typer.Option(
+            help="specialist (offline default) | vlm | msce | caption-llm | narracap-llm | "
+            "majority | random | weighted-random",
+            rich_help_panel=_RUN,
+        ),
     ] = None,
     fit_split: Annotated[
         str,
@@ -85,7 +69,7 @@ def eval_command(
     run_dir: Annotated[
         Path | None,
         typer.Option(
-            help="run folder [default: runs/DATASET-SPLIT-fFOLD-RECOGNIZER]", rich_help_panel=_RUN
+            help="run folder (default: runs/DATASET-SPLIT-fFOLD-RECOGNIZER)", rich_help_panel=_RUN
         ),
     ] = None,
     resume: Annotated[
@@ -104,7 +88,7 @@ def eval_command(
     batch_size: Annotated[
         int | None,
         typer.Option(
-            help="samples per recognizer call [default: the recognizer's own, else 8]",
+            help="samples per recognizer call (default: the recognizer's own, else 8)",
             rich_help_panel=_RUN,
         ),
     ] = None,
@@ -129,15 +113,15 @@ def eval_command(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="local: worker processes for CPU-bound recognizers [default: none, in this "
-            "process]; ray: actors [default: one per CPU]",
+            help="local: worker processes for CPU-bound recognizers (default: none, in this "
+            "process); ray: actors (default: one per CPU)",
             rich_help_panel=_SCALE,
         ),
     ] = None,
     ray_address: Annotated[
         str | None,
         typer.Option(
-            help="Ray cluster to join, e.g. auto or HOST:6379 [default: start a local Ray]",
+            help="Ray cluster to join, e.g. auto or HOST:6379 (default: start a local Ray)",
             rich_help_panel=_SCALE,
         ),
     ] = None,
@@ -173,7 +157,7 @@ def eval_command(
     recognizer_options = {**file_config.pop("recognizer_options", {}), **recognizer_options}
     dataset_options = {
         **file_config.pop("dataset_options", {}),
-        **_parse_pairs(dataset_option, "--dataset-option"),
+        **parse_pairs(dataset_option, "--dataset-option"),
     }
     settings = {
         "dataset": dataset,

@@ -8,36 +8,29 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from emovlm.commands._dataset_options import (
+    DATA_PANEL,
+    DatasetName,
+    DatasetOptionPairs,
+    DatasetRoot,
+    Fold,
+    LabelSet,
+)
 from emovlm.commands.finetune import open_split
 
-_DATA = "Dataset"
 _VIEW = "What the model is shown (as `eval --recognizer vlm`)"
 
 
 def export_command(
     out: Annotated[Path, typer.Option(help="folder to write the JSONL files and media into")],
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            help="dfew | ferv39k | mafw | emotic | folder | manifest", rich_help_panel=_DATA
-        ),
-    ] = None,
-    root: Annotated[
-        Path | None, typer.Option(help="dataset root folder", rich_help_panel=_DATA)
-    ] = None,
-    split: Annotated[str, typer.Option(help="split to export", rich_help_panel=_DATA)] = "train",
-    fold: Annotated[
-        int | None,
-        typer.Option(help="fold 1-5 for DFEW and MAFW (default: 1)", rich_help_panel=_DATA),
-    ] = None,
-    label_set: Annotated[
-        str | None,
-        typer.Option(help="label set for folder/manifest datasets", rich_help_panel=_DATA),
-    ] = None,
-    dataset_option: Annotated[
-        list[str] | None,
-        typer.Option(help="adapter option KEY=VALUE (repeatable)", rich_help_panel=_DATA),
-    ] = None,
+    dataset: DatasetName = None,
+    root: DatasetRoot = None,
+    split: Annotated[
+        str, typer.Option(help="split to export", rich_help_panel=DATA_PANEL)
+    ] = "train",
+    fold: Fold = None,
+    label_set: LabelSet = None,
+    dataset_option: DatasetOptionPairs = None,
     formats: Annotated[
         str, typer.Option("--format", help="llava, sharegpt or both (comma-separated)")
     ] = "llava,sharegpt",

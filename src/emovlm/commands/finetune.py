@@ -8,9 +8,17 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from emovlm.commands._dataset_options import (
+    DATA_PANEL,
+    DatasetName,
+    DatasetOptionPairs,
+    DatasetRoot,
+    Fold,
+    LabelSet,
+    parse_pairs,
+)
 from emovlm.errors import InputError
 
-_DATA = "Dataset"
 _TRAIN = "Training (both targets)"
 _SPECIALIST = "Specialist head [--target specialist]"
 _VLM = "LoRA [--target vlm]"
@@ -45,48 +53,33 @@ def open_split(
     dataset_option: list[str] | None,
 ) -> Any:
     """Open one split of a dataset from the command-line flags shared by finetune and export."""
-    from emovlm.commands.eval import _parse_pairs
     from emovlm.data.base import open_dataset
 
     if not dataset or root is None:
         raise InputError("give --dataset and --root")
-    options = _parse_pairs(dataset_option, "--dataset-option")
+    options = parse_pairs(dataset_option, "--dataset-option")
     if label_set:
         options["label_set"] = label_set
     return open_dataset(dataset, root, split=split, fold=fold or 1, **options)
 
 
 def finetune_command(
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            help="dfew | ferv39k | mafw | emotic | folder | manifest", rich_help_panel=_DATA
-        ),
-    ] = None,
-    root: Annotated[
-        Path | None, typer.Option(help="dataset root folder", rich_help_panel=_DATA)
-    ] = None,
+    dataset: DatasetName = None,
+    root: DatasetRoot = None,
     train_split: Annotated[
-        str, typer.Option(help="split to train on", rich_help_panel=_DATA)
+        str, typer.Option(help="split to train on", rich_help_panel=DATA_PANEL)
     ] = "train",
     split: Annotated[
-        str, typer.Option(help="split to evaluate on after training", rich_help_panel=_DATA)
+        str, typer.Option(help="split to evaluate on after training", rich_help_panel=DATA_PANEL)
     ] = "test",
-    fold: Annotated[
-        int | None,
-        typer.Option(help="fold 1-5 for DFEW and MAFW (default: 1)", rich_help_panel=_DATA),
-    ] = None,
-    label_set: Annotated[
-        str | None,
-        typer.Option(help="label set for folder/manifest datasets", rich_help_panel=_DATA),
-    ] = None,
-    dataset_option: Annotated[
-        list[str] | None,
-        typer.Option(help="adapter option KEY=VALUE (repeatable)", rich_help_panel=_DATA),
-    ] = None,
+    fold: Fold = None,
+    label_set: LabelSet = None,
+    dataset_option: DatasetOptionPairs = None,
     train_limit: Annotated[
         int | None,
-        typer.Option(help="train on N samples drawn at random (seeded)", rich_help_panel=_DATA),
+        typer.Option(
+            help="train on N samples drawn at random (seeded)", rich_help_panel=DATA_PANEL
+        ),
     ] = None,
     target: Annotated[
         str,

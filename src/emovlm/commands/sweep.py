@@ -10,11 +10,10 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from emovlm.commands._dataset_options import DATA_PANEL, DatasetOptionPairs, LabelSet, parse_pairs
 from emovlm.commands._recognizer_options import with_recognizer_options
-from emovlm.commands.eval import _parse_pairs
 from emovlm.errors import InputError
 
-_DATA = "Dataset"
 _SWEEP = "Sweep"
 EXPERIMENTS = ("fps", "shuffle", "msce", "grid")
 
@@ -89,21 +88,16 @@ def _experiment(
 @with_recognizer_options
 def sweep_command(
     dataset: Annotated[
-        str, typer.Option(help="dfew | ferv39k | mafw | folder | manifest", rich_help_panel=_DATA)
+        str,
+        typer.Option(help="dfew | ferv39k | mafw | folder | manifest", rich_help_panel=DATA_PANEL),
     ],
-    root: Annotated[Path, typer.Option(help="dataset root folder", rich_help_panel=_DATA)],
-    split: Annotated[str, typer.Option(help="train | test", rich_help_panel=_DATA)] = "test",
+    root: Annotated[Path, typer.Option(help="dataset root folder", rich_help_panel=DATA_PANEL)],
+    split: Annotated[str, typer.Option(help="train | test", rich_help_panel=DATA_PANEL)] = "test",
     fold: Annotated[
-        int, typer.Option(help="fold 1-5 for DFEW and MAFW", rich_help_panel=_DATA)
+        int, typer.Option(help="fold 1-5 for DFEW and MAFW", rich_help_panel=DATA_PANEL)
     ] = 1,
-    label_set: Annotated[
-        str | None,
-        typer.Option(help="label set for folder/manifest datasets", rich_help_panel=_DATA),
-    ] = None,
-    dataset_option: Annotated[
-        list[str] | None,
-        typer.Option(help="adapter option KEY=VALUE (repeatable)", rich_help_panel=_DATA),
-    ] = None,
+    label_set: LabelSet = None,
+    dataset_option: DatasetOptionPairs = None,
     experiment: Annotated[
         str, typer.Option(help="fps | shuffle | msce | grid", rich_help_panel=_SWEEP)
     ] = "fps",
@@ -179,7 +173,7 @@ def sweep_command(
     plan = _experiment(experiment, recognizer, _listed(values), grid, options).with_reference(
         reference
     )
-    dataset_options = _parse_pairs(dataset_option, "--dataset-option")
+    dataset_options = parse_pairs(dataset_option, "--dataset-option")
     if label_set:
         dataset_options["label_set"] = label_set
     data = open_dataset(dataset, root, split=split, fold=fold, **dataset_options)

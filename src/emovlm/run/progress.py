@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Self
 
 from rich.console import Console
 from rich.progress import (
@@ -31,7 +32,29 @@ class _RateColumn(ProgressColumn):
         return Text("- samples/s" if speed is None else f"{speed:.2f} samples/s")
 
 
-class EvalProgress:
+class OptionalBar:
+    """A context that shows a rich Progress while open, or does nothing when there is none."""
+
+    _progress: Progress | None
+
+    def __enter__(self) -> Self:
+        """Show the bar."""
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop the bar, leaving its last state on screen."""
+        if self._progress is not None:
+            self._progress.stop()
+
+
+class EvalProgress(OptionalBar):
     """A rich progress bar for one evaluation, or nothing at all when disabled."""
 
     def __init__(
@@ -76,19 +99,3 @@ class EvalProgress:
             "other": other,
             "failed": self._counts[Status.FAILED],
         }
-
-    def __enter__(self) -> EvalProgress:
-        """Show the bar."""
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Stop the bar, leaving its last state on screen."""
-        if self._progress is not None:
-            self._progress.stop()

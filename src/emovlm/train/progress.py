@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -14,8 +12,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from emovlm.run.progress import OptionalBar
 
-class TrainingProgress:
+
+class TrainingProgress(OptionalBar):
     """A rich progress bar over training steps, or nothing at all when disabled."""
 
     def __init__(self, description: str, total_steps: int, done_steps: int, enabled: bool) -> None:
@@ -43,19 +43,3 @@ class TrainingProgress:
         """Count one optimiser step of `epoch` (1-based) with its loss."""
         if self._progress is not None:
             self._progress.update(self._task, advance=1, epoch=epoch, loss=f"{loss:.4f}")
-
-    def __enter__(self) -> TrainingProgress:
-        """Show the bar."""
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Stop the bar, leaving its last state on screen."""
-        if self._progress is not None:
-            self._progress.stop()
