@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
+from emovlm.errors import MediaError
 from emovlm.labels import LabelSpace
 from emovlm.registry import Registry
-from emovlm.types import Prediction, Sample
+from emovlm.types import Cost, Prediction, Sample
+
+T = TypeVar("T")
 
 
 class Recognizer(Protocol):
@@ -27,6 +31,38 @@ class Recognizer(Protocol):
     def config(self) -> Mapping[str, Any]:
         """The settings that determine this recognizer's answers (stored with each run)."""
         ...
+
+
+def predict_in_chunks(
+    samples: Sequence[Sample],
+    size: int,
+    predict_chunk: Callable[[Sequence[Sample]], list[Prediction]],
+) -> list[Prediction]:
+    """Predict `samples` `size` at a time with `predict_chunk`, keeping their order."""
+    predictions: list[Prediction] = []
+    for start in range(0, len(samples), size):
+        predictions.extend(predict_chunk(samples[start : start + size]))
+    return predictions
+
+
+def prepare_each(
+    samples: Sequence[Sample], prepare: Callable[[Sample], T]
+) -> tuple[dict[int, Prediction], list[tuple[int, T]]]:
+    """Run `prepare` on each sample; media that cannot be read become failed predictions.
+
+    Returns the failures and the prepared items, both keyed by the sample's position.
+    """
+    failed: dict[int, Prediction] = {}
+    prepared: list[tuple[int, T]] = []
+    for i, sample in enumerate(samples):
+        started = time.perf_counter()
+        try:
+            prepared.append((i, prepare(sample)))
+        except MediaError as exc:
+            failed[i] = Prediction.failed(
+                sample.id, str(exc), Cost(seconds=time.perf_counter() - started)
+            )
+    return failed, prepared
 
 
 RECOGNIZERS: Registry[Recognizer] = Registry("recognizer")

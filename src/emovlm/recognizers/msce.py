@@ -20,10 +20,11 @@ import numpy as np
 from emovlm.backends.cached import CachedVLM
 from emovlm.backends.text_llm import DEFAULT_TEXT_LLM
 from emovlm.backends.vlm import VLMAnswer, VLMRequest
-from emovlm.errors import InputError, MediaError
+from emovlm.errors import InputError
 from emovlm.frames import KeyframePlan, keyframes_with_gaps, uniform
 from emovlm.labels import LabelSpace
 from emovlm.prompts import PromptTemplate
+from emovlm.recognizers.base import predict_in_chunks, prepare_each
 from emovlm.recognizers.caption_llm import LabelPicker
 from emovlm.recognizers.describers import (
     ClipWindows,
@@ -283,22 +284,10 @@ class MSCERecognizer:
 
     def predict(self, samples: Sequence[Sample]) -> list[Prediction]:
         """One Prediction per sample, in order; per-sample problems become failed rows."""
-        predictions: list[Prediction] = []
-        for start in range(0, len(samples), self.batch_size):
-            predictions.extend(self._predict_chunk(samples[start : start + self.batch_size]))
-        return predictions
+        return predict_in_chunks(samples, self.batch_size, self._predict_chunk)
 
     def _predict_chunk(self, samples: Sequence[Sample]) -> list[Prediction]:
-        results: dict[int, Prediction] = {}
-        planned: list[tuple[int, _Planned]] = []
-        for i, sample in enumerate(samples):
-            started = time.perf_counter()
-            try:
-                planned.append((i, self._plan(sample)))
-            except MediaError as exc:
-                results[i] = Prediction.failed(
-                    sample.id, str(exc), Cost(seconds=time.perf_counter() - started)
-                )
+        results, planned = prepare_each(samples, self._plan)
         motions = self.describer.describe([ClipWindows(p.sample, p.windows) for _, p in planned])
         asking: list[tuple[int, _Planned, Motion]] = []
         for (i, item), motion in zip(planned, motions, strict=True):

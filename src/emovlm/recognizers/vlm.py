@@ -21,7 +21,7 @@ from emovlm.backends.vlm import (
     VLMAnswer,
     VLMRequest,
 )
-from emovlm.errors import InputError, MediaError
+from emovlm.errors import InputError
 from emovlm.eval.vad import parse_vad
 from emovlm.faces.crop import crop_face
 from emovlm.faces.registry import get_face_detector
@@ -29,6 +29,7 @@ from emovlm.faces.track import track_faces
 from emovlm.frames import parse_sampler
 from emovlm.labels import LabelSpace, MatchMode
 from emovlm.prompts import load_prompt
+from emovlm.recognizers.base import predict_in_chunks, prepare_each
 from emovlm.run.cache import ResponseCache
 from emovlm.types import Clip, Cost, Prediction, Sample, Status
 from emovlm.video import probe, read_frames
@@ -259,22 +260,10 @@ class VLMRecognizer:
 
     def predict(self, samples: Sequence[Sample]) -> list[Prediction]:
         """One Prediction per sample, in order; per-sample problems become failed/unparsed rows."""
-        predictions: list[Prediction] = []
-        for start in range(0, len(samples), self.batch_size):
-            predictions.extend(self._predict_chunk(samples[start : start + self.batch_size]))
-        return predictions
+        return predict_in_chunks(samples, self.batch_size, self._predict_chunk)
 
     def _predict_chunk(self, samples: Sequence[Sample]) -> list[Prediction]:
-        results: dict[int, Prediction] = {}
-        prepared: list[tuple[int, _Prepared]] = []
-        for i, sample in enumerate(samples):
-            started = time.perf_counter()
-            try:
-                prepared.append((i, self._prepare(sample)))
-            except MediaError as exc:
-                results[i] = Prediction.failed(
-                    sample.id, str(exc), Cost(seconds=time.perf_counter() - started)
-                )
+        results, prepared = prepare_each(samples, self._prepare)
         answers = self.ask([p.request for _, p in prepared])
         for (i, item), answer in zip(prepared, answers, strict=True):
             cost = answer.cost + Cost(seconds=item.seconds)
