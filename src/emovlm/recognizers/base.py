@@ -80,6 +80,12 @@ RECOGNIZERS.add(
     help="ask a vision-language model (local transformers or an OpenAI-compatible server)",
 )
 RECOGNIZERS.add(
+    "contextual-vlm",
+    "emovlm.recognizers.vlm:VLMRecognizer",
+    needs="vlm",
+    help="the vlm recognizer on people in context (EMOTIC): red box, crop or both",
+)
+RECOGNIZERS.add(
     "msce",
     "emovlm.recognizers.msce:MSCERecognizer",
     needs="vlm",
