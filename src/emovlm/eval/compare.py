@@ -16,8 +16,8 @@ import numpy as np
 
 from emovlm.errors import InputError
 from emovlm.eval.bootstrap import bootstrap_code_counts, percentile_intervals
+from emovlm.eval.columns import answer_code, gold_indices
 from emovlm.eval.metrics import EXTRA_COLUMNS, confusion_matrix, single_label_scores
-from emovlm.eval.scoring import answer_code, gold_indices
 from emovlm.labels import LabelSpace
 from emovlm.types import Prediction
 

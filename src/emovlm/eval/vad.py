@@ -49,14 +49,16 @@ def vad_errors(gold: Sequence[Vad | None], predicted: Sequence[Vad | None]) -> d
     """
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold VAD entries but {len(predicted)} answers")
-    pairs = [
-        (g, p) for g, p in zip(gold, predicted, strict=True) if g is not None and p is not None
-    ]
-    missing_gold = sum(g is None for g in gold)
-    missing_answer = sum(g is not None and p is None for g, p in zip(gold, predicted, strict=True))
-    if pairs:
-        errors = np.abs(np.array([g for g, _ in pairs]) - np.array([p for _, p in pairs]))
-        per_dimension = errors.mean(axis=0)
+    return vad_mae(_as_array(gold), _as_array(predicted))
+
+
+def vad_mae(gold: np.ndarray, predicted: np.ndarray) -> dict:
+    """`vad_errors` of (n, 3) arrays in which a missing VAD is a row of NaN."""
+    missing_gold = np.isnan(gold).any(axis=1)
+    missing_answer = np.isnan(predicted).any(axis=1)
+    both = ~missing_gold & ~missing_answer
+    if both.any():
+        per_dimension = np.abs(gold[both] - predicted[both]).mean(axis=0)
         mae: dict[str, float | None] = {
             name: float(v) for name, v in zip(VAD_DIMENSIONS, per_dimension, strict=True)
         }
@@ -65,7 +67,16 @@ def vad_errors(gold: Sequence[Vad | None], predicted: Sequence[Vad | None]) -> d
         mae = dict.fromkeys((*VAD_DIMENSIONS, "mean"))
     return {
         "mae": mae,
-        "n_scored": len(pairs),
-        "n_missing_answer": missing_answer,
-        "n_missing_gold": missing_gold,
+        "n_scored": int(both.sum()),
+        "n_missing_answer": int((~missing_gold & missing_answer).sum()),
+        "n_missing_gold": int(missing_gold.sum()),
     }
+
+
+def _as_array(values: Sequence[Vad | None]) -> np.ndarray:
+    """(n, 3) float array of VAD triples, NaN rows where a value is None."""
+    array = np.full((len(values), 3), np.nan)
+    for i, value in enumerate(values):
+        if value is not None:
+            array[i] = value
+    return array
