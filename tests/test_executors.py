@@ -39,13 +39,14 @@ def run(recognizer: Any, run_dir: Path, executor: Any = None, **options: Any) ->
 
 
 def rows(run_dir: Path, key: str) -> list[tuple[Any, ...]]:
-    """Stored rows without what varies from run to run (seconds of failures, tracebacks, pids)."""
+    """Stored rows by sample id, without what varies from run to run (seconds of failures,
+    tracebacks, pids, and the order predictions finished in)."""
     with RunStore(run_dir) as store:
         predictions, gold = store.rows(key)
-    return [
+    return sorted(
         (p.sample_id, g, p.labels, p.scores, p.raw, p.status, p.reason, _steady(p.extra))
         for p, g in zip(predictions, gold, strict=True)
-    ]
+    )
 
 
 def _steady(extra: Any) -> dict[str, Any]:
@@ -70,7 +71,7 @@ class HoldsAConnection(FileNameRecognizer):
     connection: sqlite3.Connection = field(default_factory=lambda: sqlite3.connect(":memory:"))
 
 
-def test_worker_processes_store_the_same_rows_in_the_same_order(tmp_path: Path) -> None:
+def test_worker_processes_store_the_same_rows(tmp_path: Path) -> None:
     recognizer = FileNameRecognizer(fail_ids=frozenset({"clip007"}), record_pid=True)
     here = run(recognizer, tmp_path / "here")
     pooled = run(recognizer, tmp_path / "pooled", LocalExecutor(workers=2))
@@ -105,7 +106,10 @@ def test_a_setup_error_in_a_worker_stops_the_run_with_its_own_message(tmp_path: 
         run(BrokenInstall(), tmp_path, LocalExecutor(workers=2))
     with RunStore(tmp_path) as store:
         (key,) = store.keys()
-        assert [p.sample_id for p in store.rows(key)[0]] == [f"clip{i:03d}" for i in range(6)]
+        stored = {p.sample_id for p in store.rows(key)[0]}
+    # the micro-batches before the broken one, and any others in flight, are kept
+    assert {f"clip{i:03d}" for i in range(6)} <= stored
+    assert not stored & {"clip006", "clip007", "clip008"}
 
 
 def test_a_killed_worker_stops_the_run_and_resume_completes_it(tmp_path: Path) -> None:
@@ -114,7 +118,7 @@ def test_a_killed_worker_stops_the_run_and_resume_completes_it(tmp_path: Path) -
     with RunStore(tmp_path / "run") as store:
         (key,) = store.keys()
         kept = [p.sample_id for p in store.rows(key)[0]]
-    assert kept == [f"clip{i:03d}" for i in range(len(kept))] and len(kept) <= 9
+    assert not set(kept) & {"clip009", "clip010", "clip011"} and len(kept) == len(set(kept))
 
     resumed = run(FileNameRecognizer(), tmp_path / "run")
     assert (resumed.n_done_before, resumed.n_new) == (len(kept), N_SAMPLES - len(kept))

@@ -1,4 +1,4 @@
-"""A run killed with SIGKILL mid-way keeps its finished batches and resumes to a complete run."""
+"""A run killed with SIGKILL mid-way keeps its committed rows and resumes to a complete run."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_sigkill_mid_run_then_resume_completes_with_one_row_per_sample(tmp_path:
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     kept = _stored_rows(run_dir / "store.sqlite")
-    assert 10 <= kept < N_SAMPLES and kept % 2 == 0  # whole batches only
+    assert 10 <= kept < N_SAMPLES
 
     key = _run(run_dir)  # takes the lock the killed process held, and finishes the run
     reference_key = _run(tmp_path / "whole")

@@ -1,24 +1,35 @@
-"""The Recognizer protocol and the registry of recognizers."""
+"""The Recognizer protocol, streamed prediction with per-sample failures, and the registry."""
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
-from emovlm.errors import MediaError
+from emovlm.errors import BackendError, MediaError, MissingAssetError, MissingDependencyError
 from emovlm.labels import LabelSpace
 from emovlm.registry import Registry
 from emovlm.types import Cost, Prediction, Sample
 
 T = TypeVar("T")
 
+SETUP_ERRORS = (MissingDependencyError, MissingAssetError, BackendError)
+"""Errors about the installation, not the sample: they stop the run with their fix instead of
+failing every sample in turn."""
+
 
 class Recognizer(Protocol):
     """Turns samples into predictions in one label space.
 
     `predict` returns one Prediction per sample, in order; a sample whose media cannot be read
-    gives a failed Prediction with the reason instead of raising.
+    gives a failed Prediction with the reason instead of raising. A recognizer may also have
+    `stream(samples) -> Iterator[Prediction]`, yielding each prediction as soon as it is done
+    (in any order; `sample_id` says whose); `stream_of` picks it, else feeds `predict`
+    micro-batches. An optional `run_stats() -> Mapping` reports how the run went (recorded with
+    the run's configuration and shown in the report).
     """
 
     name: str
@@ -31,6 +42,84 @@ class Recognizer(Protocol):
     def config(self) -> Mapping[str, Any]:
         """The settings that determine this recognizer's answers (stored with each run)."""
         ...
+
+
+def predict_batch(recognizer: Recognizer, batch: Sequence[Sample]) -> list[Prediction]:
+    """Predict a batch; if that raises, predict its samples one by one, recording failures.
+
+    A sample that still raises gets a failed prediction whose reason is "ExceptionType: message"
+    (traceback in `extra`). Setup errors and KeyboardInterrupt propagate: they stop the run.
+    """
+    started = time.perf_counter()
+    try:
+        return _checked(recognizer, batch, recognizer.predict(batch))
+    except SETUP_ERRORS:
+        raise
+    except Exception as exc:
+        if len(batch) == 1:
+            return [failure(batch[0], exc, started)]
+    return [_predict_one(recognizer, sample) for sample in batch]
+
+
+def stream_predictions(
+    recognizer: Recognizer, samples: Iterable[Sample], batch_size: int
+) -> Iterator[Prediction]:
+    """Predict `samples` in micro-batches of up to `batch_size` with `predict_batch`.
+
+    The default `stream` of recognizers without their own: each prediction is yielded as soon as
+    its micro-batch is done, and the next micro-batch is read from `samples` only then.
+    """
+    iterator = iter(samples)
+    while batch := list(itertools.islice(iterator, batch_size)):
+        yield from predict_batch(recognizer, batch)
+
+
+def stream_of(
+    recognizer: Recognizer, samples: Iterable[Sample], batch_size: int
+) -> Iterator[Prediction]:
+    """The recognizer's own `stream` when it has one, else `stream_predictions`."""
+    own = getattr(recognizer, "stream", None)
+    if own is not None:
+        return own(samples)
+    return stream_predictions(recognizer, samples, batch_size)
+
+
+def _predict_one(recognizer: Recognizer, sample: Sample) -> Prediction:
+    """Predict one sample, turning an exception into a failed prediction."""
+    started = time.perf_counter()
+    try:
+        return _checked(recognizer, [sample], recognizer.predict([sample]))[0]
+    except SETUP_ERRORS:
+        raise
+    except Exception as exc:
+        return failure(sample, exc, started)
+
+
+def _checked(
+    recognizer: Recognizer, batch: Sequence[Sample], predictions: Iterable[Prediction]
+) -> list[Prediction]:
+    """The predictions, after checking there is one per sample, in the samples' order."""
+    predictions = list(predictions)
+    expected = [s.id for s in batch]
+    returned = [getattr(p, "sample_id", None) for p in predictions]
+    if returned != expected:
+        raise ValueError(
+            f"recognizer {recognizer.name!r} returned predictions for {returned} "
+            f"when asked for {expected}"
+        )
+    return predictions
+
+
+def failure(sample: Sample, exc: BaseException, started: float) -> Prediction:
+    """A failed prediction whose reason is "ExceptionType: message", keeping the traceback."""
+    return replace(
+        Prediction.failed(
+            sample.id,
+            f"{type(exc).__name__}: {exc}",
+            Cost(seconds=time.perf_counter() - started),
+        ),
+        extra={"traceback": "".join(traceback.format_exception(exc))},
+    )
 
 
 def predict_in_chunks(

@@ -95,6 +95,15 @@ def record_config(run_dir: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     return entry
 
 
+def record_execution(run_dir: Path, key: str, stats: Mapping[str, Any]) -> dict[str, Any]:
+    """Set the `execution` facts (how the last run of `key` went) of its entry; return the entry."""
+    entries = read_configs(run_dir)
+    entry = next(e for e in entries if e["key"] == key)
+    entry["execution"] = to_plain(stats, f"execution facts of configuration {key}")
+    _write_atomically(run_dir / CONFIG_FILE, {"configurations": entries})
+    return entry
+
+
 def find_config(run_dir: Path, key: str | None) -> dict[str, Any]:
     """The entry whose key is `key` (or a unique prefix of it); the only one when `key` is None."""
     entries = read_configs(run_dir)

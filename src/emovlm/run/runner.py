@@ -1,19 +1,25 @@
-"""Evaluate a recognizer on a dataset into a run folder: stream, batch, store, resume, report.
+"""Evaluate a recognizer on a dataset into a run folder: stream, predict, store, resume, report.
 
 The loop is: stream the dataset's samples → skip those already stored → the executor predicts
-batches (here, in worker processes, or on Ray) → one writer commits each finished batch in one
-transaction. Memory stays flat as the dataset grows: nothing holds the whole dataset.
+them (here, in worker processes, or on Ray) within a bounded window → each prediction, as it
+finishes, goes to one writer that commits rows in groups (at most GROUP_ROWS rows, or GROUP_SECONDS
+after the oldest uncommitted one, or as soon as no other prediction is waiting). Memory stays
+flat as the dataset grows: nothing holds the whole dataset.
 """
 
 from __future__ import annotations
 
 import itertools
+import queue
 import sqlite3
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from emovlm.data.base import Dataset
@@ -25,6 +31,7 @@ from emovlm.run.config import (
     find_config,
     label_space_of,
     record_config,
+    record_execution,
     report_dir,
     resolve_config,
 )
@@ -41,6 +48,12 @@ STOP_AFTER_FAILURES = 32
 
 _SEEN_CACHE_KIB = 256
 """Page cache of the temporary database of seen sample ids; the rest stays on disk."""
+
+GROUP_ROWS = 64
+"""The writer commits at least every this many rows."""
+
+GROUP_SECONDS = 1.0
+"""…and at most this long after the oldest row it has not committed yet."""
 
 
 class TooManyFailuresError(EmovlmError):
@@ -83,12 +96,15 @@ def evaluate(
     executor: Executor | None = None,
     stop_after_failures: int = STOP_AFTER_FAILURES,
 ) -> RunSummary:
-    """Predict every sample of `dataset` not yet in the run folder, store each batch, then report.
+    """Predict every sample of `dataset` not yet in the run folder, store each one, then report.
 
-    `executor` runs the batches (default: in this process, `LocalExecutor()`); whatever runs
-    them, rows are written by this process alone, one transaction per finished batch, in dataset
-    order. A batch whose `predict` raises is retried one sample at a time; a sample that still
-    raises is stored as failed with the reason "ExceptionType: message". When
+    `executor` runs the recognizer (default: in this process, `LocalExecutor()`) and hands back
+    predictions as they finish; whatever runs them, rows are written by this process alone, in
+    the order they finish, in group commits (see GROUP_ROWS, GROUP_SECONDS): a kill loses at
+    most the last second of rows, and a served model's answers behind them are in its response
+    cache already. Local models get micro-batches of `batch_size`. A micro-batch whose `predict`
+    raises is retried one sample at a time; a sample that still raises is stored as failed with
+    the reason "ExceptionType: message". When
     `stop_after_failures` samples in a row have failed (0: never), the run stops with
     TooManyFailuresError naming the most common reason. KeyboardInterrupt (and a missing
     dependency, asset or unusable backend, which no sample could get past) also stops the run;
@@ -129,12 +145,16 @@ def evaluate(
         with (
             EvalProgress(f"{dataset.name} · {recognizer.name}", total, already, progress) as bar,
             closing(selection),
-            closing(executor.map(recognizer, selection.batches(batch_size))) as finished,
+            closing(executor.stream(recognizer, selection.samples(batch_size), batch_size)) as done,
+            _GroupWriter(store.path, key, replace=retry_failed) as writer,
         ):
-            for batch, predictions in finished:
-                store.write(key, predictions, [s.labels for s in batch], replace=retry_failed)
-                bar.advance([p.status for p in predictions])
-                streak.update(predictions)
+            for sample, prediction in done:
+                writer.add(prediction, sample.labels)
+                bar.advance([prediction.status])
+                streak.update([prediction])
+        run_stats = getattr(recognizer, "run_stats", None)
+        if callable(run_stats):
+            entry = record_execution(run_dir, key, run_stats())
         summary = RunSummary(
             run_dir=run_dir,
             config_key=key,
@@ -171,7 +191,7 @@ def rebuild_report(
 
 
 class _Selection:
-    """The dataset's samples up to the limit, without those already stored, cut into batches.
+    """The dataset's samples up to the limit, without those already stored, streamed.
 
     Sample ids seen so far are kept in a private temporary SQLite database (on disk, with a
     small page cache) and stored ids are looked up batch by batch, so memory does not grow
@@ -196,24 +216,17 @@ class _Selection:
         """Drop the temporary database of seen ids."""
         self._seen.close()
 
-    def batches(self, size: int) -> Iterator[list[Sample]]:
-        """Stream the samples to predict in batches of `size`, refusing duplicate sample ids."""
-        batch: list[Sample] = []
+    def samples(self, chunk_size: int) -> Iterator[Sample]:
+        """Stream the samples to predict, refusing duplicate ids; stored ids are looked up
+        `chunk_size` samples at a time."""
         samples = itertools.islice(self._dataset.samples(), self._limit)
-        while chunk := list(itertools.islice(samples, size)):
+        while chunk := list(itertools.islice(samples, chunk_size)):
             ids = [s.id for s in chunk]
             self._refuse_repeats(ids)
             stored = self._store.ids_with_rows(self._key, ids, failed_too=not self._retry_failed)
             self.n_seen += len(chunk)
             self.n_skipped += len(stored)
-            for sample in chunk:
-                if sample.id not in stored:
-                    batch.append(sample)
-                    if len(batch) == size:
-                        yield batch
-                        batch = []
-        if batch:
-            yield batch
+            yield from (sample for sample in chunk if sample.id not in stored)
 
     def _refuse_repeats(self, ids: Sequence[str]) -> None:
         """Remember `ids`, or raise InputError naming one the dataset already yielded."""
@@ -227,6 +240,74 @@ class _Selection:
                 ) from None
 
 
+_DONE = object()
+
+
+class _GroupWriter:
+    """The run's one writer: a thread with its own connection to the store, committing rows in
+    groups — GROUP_ROWS at most, GROUP_SECONDS after the oldest waiting row at the latest, and
+    at once when no further row is waiting. Leaving the block commits what is left, also on an
+    error or Ctrl-C; an error of the writer is raised in the run's thread."""
+
+    def __init__(self, path: Path, key: str, *, replace: bool) -> None:
+        self._path, self._key, self._replace = path, key, replace
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="emovlm-writer", daemon=True)
+
+    def __enter__(self) -> _GroupWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._queue.put(_DONE)
+        self._thread.join()
+        if self._error is not None and exc is None:
+            raise self._error
+
+    def add(self, prediction: Prediction, gold: Sequence[str]) -> None:
+        """Queue one row for the next commit."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put((prediction, gold))
+
+    def _run(self) -> None:
+        try:
+            with RunStore(self._path) as store:
+                self._commit_groups(store)
+        except BaseException as exc:  # handed to the run's thread
+            self._error = exc
+
+    def _commit_groups(self, store: RunStore) -> None:
+        rows: list[tuple[Prediction, Sequence[str]]] = []
+        deadline = 0.0
+        while True:
+            try:
+                item = self._queue.get_nowait() if rows else self._queue.get()
+            except queue.Empty:
+                item = None  # nothing else is waiting: commit now
+            if item is _DONE:
+                break
+            if item is not None:
+                if not rows:
+                    deadline = time.monotonic() + GROUP_SECONDS
+                rows.append(item)
+                if len(rows) < GROUP_ROWS and time.monotonic() < deadline:
+                    continue
+            self._commit(store, rows)
+            rows = []
+        if rows:
+            self._commit(store, rows)
+
+    def _commit(self, store: RunStore, rows: Sequence[tuple[Prediction, Sequence[str]]]) -> None:
+        store.write(self._key, [p for p, _ in rows], [g for _, g in rows], replace=self._replace)
+
+
 class _FailureStreak:
     """Counts failed predictions in a row and stops the run when there are `limit` of them."""
 
@@ -236,7 +317,7 @@ class _FailureStreak:
         self.last = ""
 
     def update(self, predictions: Sequence[Prediction]) -> None:
-        """Take a written batch into account; raise TooManyFailuresError at the limit."""
+        """Take finished predictions into account; raise TooManyFailuresError at the limit."""
         for prediction in predictions:
             if prediction.status is not Status.FAILED:
                 self.reasons.clear()
@@ -263,7 +344,9 @@ def _with_report(
     from emovlm.eval.report import write_report
     from emovlm.eval.scoring import score_predictions
 
-    predictions, gold = store.rows(summary.config_key)
+    rows = sorted(zip(*store.rows(summary.config_key), strict=True), key=lambda r: r[0].sample_id)
+    predictions = [p for p, _ in rows]  # in sample-id order: the order answers came in varies
+    gold = [g for _, g in rows]
     out_dir = report_dir(summary.run_dir, summary.config_key)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = score_predictions(

@@ -1,88 +1,20 @@
-"""One batch of samples → predictions with per-sample failure isolation, and recognizers for workers."""
+"""How worker processes and Ray actors get their own copy of the run's recognizer."""
 
 from __future__ import annotations
 
 import os
 import pickle
 import socket
-import time
-import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from emovlm.errors import (
-    BackendError,
-    EmovlmError,
-    InputError,
-    MissingAssetError,
-    MissingDependencyError,
-)
+from emovlm.errors import EmovlmError, InputError
 from emovlm.recognizers.base import Recognizer
 from emovlm.run.plain import to_plain
-from emovlm.types import Cost, Prediction, Sample
-
-SETUP_ERRORS = (MissingDependencyError, MissingAssetError, BackendError)
-"""Errors about the installation, not the sample: they stop the run with their fix instead of
-failing every sample in turn."""
 
 RecognizerFactory = Callable[[], Recognizer]
 """A picklable callable that builds a recognizer (in a worker process or a Ray actor)."""
-
-
-def predict_batch(recognizer: Recognizer, batch: Sequence[Sample]) -> list[Prediction]:
-    """Predict a batch; if that raises, predict its samples one by one, recording failures.
-
-    A sample that still raises gets a failed prediction whose reason is "ExceptionType: message"
-    (traceback in `extra`). Setup errors and KeyboardInterrupt propagate: they stop the run.
-    """
-    started = time.perf_counter()
-    try:
-        return _checked(recognizer, batch, recognizer.predict(batch))
-    except SETUP_ERRORS:
-        raise
-    except Exception as exc:
-        if len(batch) == 1:
-            return [_failure(batch[0], exc, started)]
-    return [_predict_one(recognizer, sample) for sample in batch]
-
-
-def _predict_one(recognizer: Recognizer, sample: Sample) -> Prediction:
-    """Predict one sample, turning an exception into a failed prediction."""
-    started = time.perf_counter()
-    try:
-        return _checked(recognizer, [sample], recognizer.predict([sample]))[0]
-    except SETUP_ERRORS:
-        raise
-    except Exception as exc:
-        return _failure(sample, exc, started)
-
-
-def _checked(
-    recognizer: Recognizer, batch: Sequence[Sample], predictions: Iterable[Prediction]
-) -> list[Prediction]:
-    """The predictions, after checking there is one per sample, in the samples' order."""
-    predictions = list(predictions)
-    expected = [s.id for s in batch]
-    returned = [getattr(p, "sample_id", None) for p in predictions]
-    if returned != expected:
-        raise ValueError(
-            f"recognizer {recognizer.name!r} returned predictions for {returned} "
-            f"when asked for {expected}"
-        )
-    return predictions
-
-
-def _failure(sample: Sample, exc: Exception, started: float) -> Prediction:
-    """A failed prediction whose reason is "ExceptionType: message", keeping the traceback."""
-    return replace(
-        Prediction.failed(
-            sample.id,
-            f"{type(exc).__name__}: {exc}",
-            Cost(seconds=time.perf_counter() - started),
-        ),
-        extra={"traceback": "".join(traceback.format_exception(exc))},
-    )
 
 
 @dataclass(frozen=True)

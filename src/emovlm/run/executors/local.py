@@ -1,40 +1,39 @@
-"""The local executor: batches predicted in this process, or in a pool of worker processes."""
+"""The local executor: predictions streamed in this process, or from a pool of worker processes."""
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from emovlm.errors import EmovlmError, InputError
-from emovlm.recognizers.base import Recognizer
-from emovlm.run.executors.batch import (
-    RecognizerFactory,
-    WorkerRecognizer,
-    predict_batch,
-    worker_recognizer,
-)
+from emovlm.recognizers.base import Recognizer, predict_batch, stream_of
+from emovlm.run.executors import with_samples
+from emovlm.run.executors.batch import RecognizerFactory, WorkerRecognizer, worker_recognizer
 from emovlm.types import Prediction, Sample
 
 IN_FLIGHT_PER_WORKER = 2
-"""Batches queued per worker process: enough to keep each busy, few enough to stream."""
+"""Micro-batches queued per worker process: enough to keep each busy, few enough to stream."""
 
 _PARENT_POLL_SECONDS = 1.0
 
 
 class LocalExecutor:
-    """Predict batches on this machine: in this process, or in `workers` processes.
+    """Predict on this machine: in this process, or in `workers` processes.
 
-    In-process (`workers=None`) suits servers (the recognizer keeps its own requests in flight)
-    and local GPU models (the batch is the model's batch). Worker processes (`workers=N`) suit
-    CPU-bound recognizers: each process builds its own recognizer and predicts whole batches, at
-    most IN_FLIGHT_PER_WORKER batches per process are queued, and the results come back in input
-    order to the run's one writer. Worker processes end when the run ends or their parent dies.
+    In-process (`workers=None`) suits servers and local GPU models: the recognizer's `stream`
+    keeps its own window of requests in flight, or gets micro-batches of `batch_size` (the
+    model's batch). Worker processes (`workers=N`) suit CPU-bound recognizers: each process
+    builds its own recognizer, at most IN_FLIGHT_PER_WORKER micro-batches per process are queued,
+    and each micro-batch's predictions come back as soon as it is done, whichever finishes first.
+    An error that stops the run (a setup error, a dead worker) is raised once the micro-batches
+    already in flight have come back, so their predictions are stored. Worker processes end when
+    the run ends or their parent dies.
     """
 
     name = "local"
@@ -47,45 +46,78 @@ class LocalExecutor:
         self.workers = workers
         self.recognizer_factory = recognizer_factory
 
-    def map(
-        self, recognizer: Recognizer, batches: Iterable[list[Sample]]
-    ) -> Iterator[tuple[list[Sample], list[Prediction]]]:
-        """Predict each batch; yield (batch, predictions) in input order."""
+    def stream(
+        self, recognizer: Recognizer, samples: Iterable[Sample], batch_size: int
+    ) -> Iterator[tuple[Sample, Prediction]]:
+        """Predict each sample; yield (sample, prediction) as each is done."""
         if self.workers is None:
-            for batch in batches:
-                yield batch, predict_batch(recognizer, batch)
-            return
+            return with_samples(samples, lambda feed: stream_of(recognizer, feed, batch_size))
+        return self._in_workers(recognizer, samples, batch_size, self.workers)
+
+    def _in_workers(
+        self, recognizer: Recognizer, samples: Iterable[Sample], batch_size: int, workers: int
+    ) -> Iterator[tuple[Sample, Prediction]]:
         worker = worker_recognizer(recognizer, self.recognizer_factory)
         pool = ProcessPoolExecutor(
-            self.workers,
+            workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
             initargs=(worker, os.getpid()),
         )
-        queued: deque[tuple[list[Sample], Future[list[Prediction]]]] = deque()
+        iterator = iter(samples)
+        in_flight: dict[Future[list[Prediction]], list[Sample]] = {}
+        stop: BaseException | None = None
         try:
-            for batch in batches:
-                queued.append((batch, pool.submit(_predict_in_worker, batch)))
-                if len(queued) >= IN_FLIGHT_PER_WORKER * self.workers:
-                    yield _finished(*queued.popleft())
-            while queued:
-                yield _finished(*queued.popleft())
+            while True:
+                while (
+                    stop is None
+                    and len(in_flight) < IN_FLIGHT_PER_WORKER * workers
+                    and (batch := list(itertools.islice(iterator, batch_size)))
+                ):
+                    try:
+                        in_flight[_submit(pool, batch)] = batch
+                    except EmovlmError as exc:
+                        stop = exc
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    batch = in_flight.pop(future)
+                    try:
+                        predictions = _finished(batch, future)
+                    except Exception as exc:
+                        stop = stop or exc  # the others in flight are still collected
+                        continue
+                    yield from zip(batch, predictions, strict=True)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+        if stop is not None:
+            raise stop
 
 
-def _finished(
-    batch: list[Sample], future: Future[list[Prediction]]
-) -> tuple[list[Sample], list[Prediction]]:
-    """The batch and its predictions, once its worker is done; a dead worker stops the run."""
+def _dead_worker(batch: Sequence[Sample]) -> EmovlmError:
+    """The error that stops a run whose worker process died."""
+    return EmovlmError(
+        f"a worker process died while predicting samples {batch[0].id} to {batch[-1].id} "
+        "(killed, out of memory, or a crash in native code); the rows written so far are "
+        "kept: rerun with --resume, with fewer --workers or without them"
+    )
+
+
+def _submit(pool: ProcessPoolExecutor, batch: list[Sample]) -> Future[list[Prediction]]:
+    """Queue a micro-batch; a pool broken by a dead worker (even between two submits) stops the run."""
     try:
-        return batch, future.result()
+        return pool.submit(_predict_in_worker, batch)
     except BrokenProcessPool:
-        raise EmovlmError(
-            f"a worker process died while predicting samples {batch[0].id} to {batch[-1].id} "
-            "(killed, out of memory, or a crash in native code); the rows written so far are "
-            "kept: rerun with --resume, with fewer --workers or without them"
-        ) from None
+        raise _dead_worker(batch) from None
+
+
+def _finished(batch: list[Sample], future: Future[list[Prediction]]) -> list[Prediction]:
+    """The micro-batch's predictions once its worker is done; a dead worker stops the run."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise _dead_worker(batch) from None
 
 
 _recognizer: Recognizer | None = None
@@ -110,7 +142,7 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _predict_in_worker(batch: Sequence[Sample]) -> list[Prediction]:
-    """Predict one batch with this worker's recognizer."""
+    """Predict one micro-batch with this worker's recognizer."""
     if _setup_error is not None:
         raise _setup_error
     assert _recognizer is not None

@@ -1,7 +1,8 @@
-"""The Ray executor: batches go through Ray Data `map_batches` on actor pools holding the models."""
+"""The Ray executor: a bounded window of micro-batches on a pool of Ray actors holding the models."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import pickle
@@ -10,25 +11,23 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from emovlm.errors import EmovlmError, InputError, MissingDependencyError
-from emovlm.recognizers.base import Recognizer
-from emovlm.run.executors.batch import (
-    RecognizerFactory,
-    WorkerRecognizer,
-    predict_batch,
-    worker_recognizer,
-)
+from emovlm.recognizers.base import Recognizer, predict_batch
+from emovlm.run.executors.batch import RecognizerFactory, WorkerRecognizer, worker_recognizer
 from emovlm.types import Prediction, Sample
+
+IN_FLIGHT_PER_ACTOR = 2
+"""Micro-batches sent to each actor at a time: one predicting, one waiting in its queue."""
 
 
 class RayExecutor:
-    """Predict batches on a Ray cluster (or a local Ray started for the run) with Ray Data.
+    """Predict on a Ray cluster (or a local Ray started for the run) with a pool of actors.
 
-    The run's pending batches are put into Ray's object store one block per batch (the driver
-    keeps only their references), streamed through `map_batches` on a pool of `workers` actors
-    that each build the recognizer once, and come back in input order to the driver, whose one
-    writer commits them to the run store. `address` is a Ray address (e.g. "auto" or
-    "10.0.0.1:6379"); without one, an already connected Ray is used, else a local one is
-    started and stopped with the run. `workers` defaults to one actor per CPU (or per
+    `workers` actors each build the recognizer once; the driver reads the run's samples lazily,
+    keeps at most IN_FLIGHT_PER_ACTOR micro-batches of `batch_size` per actor in flight (so the
+    object store holds a bounded window, not every pending batch), and yields each micro-batch's
+    predictions as soon as it is done to the driver's one writer. `address` is a Ray address
+    (e.g. "auto" or "10.0.0.1:6379"); without one, an already connected Ray is used, else a local
+    one is started and stopped with the run. `workers` defaults to one actor per CPU (or per
     `gpus_per_worker` GPUs) of the cluster.
     """
 
@@ -50,39 +49,21 @@ class RayExecutor:
         self.gpus_per_worker = gpus_per_worker
         self.recognizer_factory = recognizer_factory
 
-    def map(
-        self, recognizer: Recognizer, batches: Iterable[list[Sample]]
-    ) -> Iterator[tuple[list[Sample], list[Prediction]]]:
-        """Predict each batch on the cluster; yield (batch, predictions) in input order."""
+    def stream(
+        self, recognizer: Recognizer, samples: Iterable[Sample], batch_size: int
+    ) -> Iterator[tuple[Sample, Prediction]]:
+        """Predict each sample on the cluster; yield (sample, prediction) as each micro-batch ends."""
         ray = _import_ray()
         started_here = self._connect(ray)
-        data_logger = logging.getLogger("ray.data")
-        data_log_level = data_logger.level
-        data_logger.setLevel(logging.ERROR)  # the runner shows progress; Ray Data's is noise
+        actors: list[Any] = []
         try:
             worker = worker_recognizer(recognizer, self.recognizer_factory)
-            blocks, largest = [], 0
-            for batch in batches:
-                blocks.append(ray.put(_sample_table(batch)))
-                largest = max(largest, len(batch))
-            if not blocks:
-                return
-            dataset = ray.data.from_arrow_refs(blocks).map_batches(
-                _RayPredictor,
-                fn_constructor_args=(worker,),
-                batch_size=largest,  # blocks are the run's batches: one block per call
-                batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(size=self._pool_size(ray)),
-                num_cpus=1,
-                num_gpus=self.gpus_per_worker or None,
-            )
-            del blocks
-            dataset.context.execution_options.preserve_order = True
-            dataset.context.enable_progress_bars = False
-            for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                yield _predictions(table)
+            remote = ray.remote(num_cpus=1, num_gpus=self.gpus_per_worker or None)(_RayPredictor)
+            actors = [remote.remote(worker) for _ in range(self._pool_size(ray))]
+            yield from _window(ray, actors, iter(samples), batch_size)
         finally:
-            data_logger.setLevel(data_log_level)
+            for actor in actors:
+                ray.kill(actor)
             if started_here:
                 ray.shutdown()
 
@@ -120,12 +101,41 @@ class RayExecutor:
         return max(1, int(resources.get("CPU", 1)))
 
 
+def _window(
+    ray: Any, actors: list[Any], samples: Iterator[Sample], batch_size: int
+) -> Iterator[tuple[Sample, Prediction]]:
+    """Keep every actor busy with up to IN_FLIGHT_PER_ACTOR micro-batches; yield as they finish.
+
+    An error that stops the run is raised once the micro-batches in flight have come back.
+    """
+    free = [actor for actor in actors for _ in range(IN_FLIGHT_PER_ACTOR)]
+    in_flight: dict[Any, tuple[Any, list[Sample]]] = {}
+    stop: BaseException | None = None
+    while True:
+        while stop is None and free and (batch := list(itertools.islice(samples, batch_size))):
+            actor = free.pop()
+            in_flight[actor.predict.remote(batch)] = (actor, batch)
+        if not in_flight:
+            break
+        (ref,), _ = ray.wait(list(in_flight), num_returns=1)
+        actor, batch = in_flight.pop(ref)
+        free.append(actor)
+        try:
+            predictions = _predictions(ray, ref, batch)
+        except Exception as exc:
+            stop = stop or exc
+            continue
+        yield from zip(batch, predictions, strict=True)
+    if stop is not None:
+        raise stop
+
+
 class _RayPredictor:
-    """A Ray Data actor: builds the recognizer once, then predicts one batch (block) per call.
+    """A Ray actor: builds the recognizer once, then predicts one micro-batch per call.
 
     Errors that stop the run (the recognizer cannot be built, a setup error while predicting)
-    travel back in the `error` column instead of being raised, so the driver re-raises the
-    original error with its message rather than Ray's wrapper of it.
+    come back pickled instead of raised, so the driver re-raises the original error with its
+    message rather than Ray's wrapper of it.
     """
 
     def __init__(self, worker: WorkerRecognizer) -> None:
@@ -136,42 +146,29 @@ class _RayPredictor:
         except Exception as exc:
             self.error = _pickled_error(exc)
 
-    def __call__(self, table: Any) -> Any:
-        """Predictions of one batch as a table of pickled samples, predictions and error."""
-        import pyarrow as pa
-
-        samples = [pickle.loads(b) for b in table.column("sample").to_pylist()]
-        predictions: list[bytes | None] = [None] * len(samples)
-        error = self.error
-        if error is None and self.recognizer is not None:
-            try:
-                predictions = [pickle.dumps(p) for p in predict_batch(self.recognizer, samples)]
-            except Exception as exc:
-                error = _pickled_error(exc)
-        return pa.table(
-            {
-                "sample": table.column("sample"),
-                "prediction": pa.array(predictions, pa.binary()),
-                "error": pa.array([error] * len(samples), pa.binary()),
-            }
-        )
+    def predict(self, samples: list[Sample]) -> tuple[list[Prediction], bytes | None]:
+        """The micro-batch's predictions, or the pickled error that stops the run."""
+        if self.error is not None or self.recognizer is None:
+            return [], self.error
+        try:
+            return predict_batch(self.recognizer, samples), None
+        except Exception as exc:
+            return [], _pickled_error(exc)
 
 
-def _sample_table(batch: list[Sample]) -> Any:
-    """One batch as an Arrow table of pickled samples (one object-store block)."""
-    import pyarrow as pa
-
-    return pa.table({"sample": pa.array([pickle.dumps(s) for s in batch], pa.binary())})
-
-
-def _predictions(table: Any) -> tuple[list[Sample], list[Prediction]]:
-    """The samples and predictions of one finished block, re-raising an error that stops the run."""
-    errors = table.column("error").to_pylist()
-    if errors and errors[0] is not None:
-        raise pickle.loads(errors[0])
-    samples = [pickle.loads(b) for b in table.column("sample").to_pylist()]
-    predictions = [pickle.loads(b) for b in table.column("prediction").to_pylist()]
-    return samples, predictions
+def _predictions(ray: Any, ref: Any, batch: list[Sample]) -> list[Prediction]:
+    """The predictions of one finished micro-batch, re-raising an error that stops the run."""
+    try:
+        predictions, error = ray.get(ref)
+    except ray.exceptions.RayActorError:
+        raise EmovlmError(
+            f"a Ray actor died while predicting samples {batch[0].id} to {batch[-1].id} "
+            "(killed, out of memory, or a crash in native code); the rows written so far are "
+            "kept: rerun with --resume"
+        ) from None
+    if error is not None:
+        raise pickle.loads(error)
+    return predictions
 
 
 def _pickled_error(exc: Exception) -> bytes:
@@ -183,13 +180,12 @@ def _pickled_error(exc: Exception) -> bytes:
 
 
 def _import_ray() -> Any:
-    """The ray package with Ray Data, or MissingDependencyError naming the extra to install."""
+    """The ray package, or MissingDependencyError naming the extra to install."""
     try:
         import ray
-        import ray.data  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError(
-            f"--executor ray needs Ray Data ({exc.name} is not installed); "
+            f"--executor ray needs Ray ({exc.name} is not installed); "
             "run: pip install 'emovlm[ray]'"
         ) from None
     return ray
