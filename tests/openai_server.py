@@ -3,7 +3,10 @@
 It checks each request as a strict server would (model, messages, image data URLs, logprob
 fields), answers deterministically from the images' colour, and can inject faults per request
 (status codes with Retry-After, latency, garbage bodies, dropped connections) chosen by a marker
-text in the prompt, so tests stay deterministic under concurrency. It serves `/v1/models` and
+text in the prompt, so tests stay deterministic under concurrency. Like real servers it can
+refuse video parts, refuse images over a size, refuse prompts over a context length, and admit
+only so many requests at once (429 with Retry-After beyond). It decodes MP4 `video_url` parts
+with PyAV and records their frames and frame rate. It serves `/v1/models` and
 `/v1/chat/completions`, records what it received, and stops itself after `lifetime` seconds.
 """
 
@@ -19,9 +22,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import av
 import numpy as np
 from PIL import Image
 
@@ -80,6 +85,13 @@ class Behaviour:
     failure_seed: int = 0
     slow_seconds: float = 1.0
     """How long a "slow" chaos request waits before answering (set it above the client timeout)."""
+    video: bool = True
+    """Whether `video_url` parts are taken (False: refused as a server without video support)."""
+    max_image_side: int | None = None
+    """Images (and video frames) with a longer side are refused with 400."""
+    max_concurrent: int | None = None
+    """Requests answered at once; more get 429 with Retry-After `busy_retry_after` at once."""
+    busy_retry_after: float = 0.05
 
 
 CHAOS = ("429", "500", "503", "drop", "garbage", "slow")
@@ -153,6 +165,36 @@ def _decode_data_url(url: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
 
 
+def _decode_video_url(url: str) -> dict[str, Any]:
+    """The frames (RGB, in presentation order) and frame rate of a base64 MP4 data URL."""
+    if not url.startswith("data:video/mp4;base64,"):
+        raise BadRequest(400, f"video_url must be a base64 MP4 data URL, got {url[:30]!r}")
+    raw = base64.b64decode(url.split(",", 1)[1], validate=True)
+    try:
+        with av.open(io.BytesIO(raw)) as container:
+            stream = container.streams.video[0]
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+            fps = Fraction(stream.average_rate) if stream.average_rate else Fraction(0)
+            codec = stream.codec_context.name
+    except av.FFmpegError as exc:
+        raise BadRequest(400, f"the video cannot be decoded: {exc}") from None
+    return {"frames": frames, "fps": fps, "codec": codec, "bytes": len(raw)}
+
+
+def _check_side(image: np.ndarray, limit: int | None) -> None:
+    if limit is not None and max(image.shape[:2]) > limit:
+        raise BadRequest(
+            400,
+            f"image too large: {image.shape[1]}x{image.shape[0]} exceeds the maximum image "
+            f"size of {limit} pixels per side",
+        )
+
+
+def _visual_tokens(images: list[np.ndarray], videos: list[dict[str, Any]]) -> int:
+    """The server's toy visual-token count: 85 per image, 85 per pair of video frames."""
+    return 85 * len(images) + sum(85 * -(-len(v["frames"]) // 2) for v in videos)
+
+
 class _Server(ThreadingHTTPServer):
     """A threading HTTP server with a listen backlog deep enough for many clients at once."""
 
@@ -171,6 +213,8 @@ class FakeOpenAIServer:
         self.calls = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.outcomes: list[int] = []
+        """Per chat request in arrival order: 429 if turned away as busy, else 200 (admitted)."""
         self.injected: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._random = random.Random(self.behaviour.failure_seed)
@@ -206,6 +250,7 @@ class FakeOpenAIServer:
             self.received.clear()
             self.calls = 0
             self.max_in_flight = 0
+            self.outcomes.clear()
 
     def take_fault(self, text: str) -> Fault | None:
         """The next scheduled fault whose marker occurs in `text` (see Behaviour.key), else a
@@ -278,10 +323,18 @@ class FakeOpenAIServer:
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self._error(404, f"no route {self.path}")
                     return
+                limit = server.behaviour.max_concurrent
                 with server._lock:
                     server.calls += 1
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    busy = limit is not None and server.in_flight >= limit
+                    server.outcomes.append(429 if busy else 200)
+                    if not busy:
+                        server.in_flight += 1
+                        server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                if busy:
+                    retry = {"Retry-After": f"{server.behaviour.busy_retry_after}"}
+                    self._error(429, "server busy: too many requests in flight", retry)
+                    return
                 try:
                     self._answer(raw)
                 finally:
@@ -291,7 +344,7 @@ class FakeOpenAIServer:
             def _answer(self, raw: bytes) -> None:
                 try:
                     body = json.loads(raw)
-                    text, images = self._check(body)
+                    text, images, videos = self._check(body)
                 except BadRequest as exc:
                     self._error(exc.status, str(exc))
                     return
@@ -304,10 +357,12 @@ class FakeOpenAIServer:
                             "body": body,
                             "text": text,
                             "images": images,
+                            "videos": videos,
                             "authorization": self.headers.get("Authorization", ""),
                         }
                     )
-                probe = server.behaviour.key(images, text)
+                seen = images + [frame for video in videos for frame in video["frames"]]
+                probe = server.behaviour.key(seen, text)
                 fault = server.take_fault(probe)
                 time.sleep(server.behaviour.latency + (fault.delay if fault else 0.0))
                 if fault and fault.drop:
@@ -330,16 +385,18 @@ class FakeOpenAIServer:
                         400, f"bad request from key {self.headers.get('Authorization', '')[7:]}"
                     )
                     return
-                self._send(200, self._completion(body, text, images, probe))
+                self._send(200, self._completion(body, text, images, videos, probe))
 
-            def _check(self, body: dict[str, Any]) -> tuple[str, list[np.ndarray]]:
+            def _check(
+                self, body: dict[str, Any]
+            ) -> tuple[str, list[np.ndarray], list[dict[str, Any]]]:
                 b = server.behaviour
                 if body.get("model") not in b.models:
                     raise BadRequest(404, f"The model `{body.get('model')}` does not exist.")
                 messages = body["messages"]
                 if not isinstance(messages, list) or not messages:
                     raise BadRequest(400, "messages must be a non-empty list")
-                texts, images = [], []
+                texts, images, videos = [], [], []
                 for message in messages:
                     if message["role"] not in {"system", "user", "assistant"}:
                         raise BadRequest(400, f"unknown role {message['role']}")
@@ -360,6 +417,13 @@ class FakeOpenAIServer:
                             images.append(
                                 _decode_data_url(url) if b.decode_images else np.zeros((1, 1, 3))
                             )
+                            _check_side(images[-1], b.max_image_side)
+                        elif part["type"] == "video_url":
+                            if not b.video:
+                                raise BadRequest(400, "video input is not supported by this model")
+                            videos.append(_decode_video_url(part["video_url"]["url"]))
+                            for frame in videos[-1]["frames"]:
+                                _check_side(frame, b.max_image_side)
                         else:
                             raise BadRequest(400, f"unknown content part type {part['type']!r}")
                 if "logprobs" in body and not isinstance(body["logprobs"], bool):
@@ -376,23 +440,30 @@ class FakeOpenAIServer:
                 text = "\n".join(texts)
                 if (
                     b.context_limit is not None
-                    and self._prompt_tokens(text, images) > b.context_limit
+                    and self._prompt_tokens(text, images, videos) > b.context_limit
                 ):
                     raise BadRequest(
                         400, f"This model's maximum context length is {b.context_limit} tokens."
                     )
-                return text, images
+                return text, images, videos
 
             @staticmethod
-            def _prompt_tokens(text: str, images: list[np.ndarray]) -> int:
-                return len(text.split()) + 85 * len(images)
+            def _prompt_tokens(
+                text: str, images: list[np.ndarray], videos: list[dict[str, Any]]
+            ) -> int:
+                return len(text.split()) + _visual_tokens(images, videos)
 
             def _completion(
-                self, body: dict[str, Any], text: str, images: list[np.ndarray], probe: str
+                self,
+                body: dict[str, Any],
+                text: str,
+                images: list[np.ndarray],
+                videos: list[dict[str, Any]],
+                probe: str,
             ) -> dict[str, Any]:
                 b = server.behaviour
                 refusal = None
-                answer = b.answer(images, text)
+                answer = b.answer(images + [f for v in videos for f in v["frames"]], text)
                 if b.refuse_marker in probe:
                     answer, refusal = "", "I can't help with identifying people."
                 elif b.empty_marker in probe:
@@ -407,7 +478,7 @@ class FakeOpenAIServer:
                         )
                     }
                 completion_tokens = len(pieces(answer)) if answer else 0
-                prompt_tokens = self._prompt_tokens(text, images)
+                prompt_tokens = self._prompt_tokens(text, images, videos)
                 return {
                     "id": f"chatcmpl-{server.calls}",
                     "object": "chat.completion",
@@ -429,6 +500,10 @@ class FakeOpenAIServer:
                         "prompt_tokens": prompt_tokens,
                         "completion_tokens": completion_tokens,
                         "total_tokens": prompt_tokens + completion_tokens,
+                        "prompt_tokens_details": {
+                            "image_tokens": _visual_tokens(images, []),
+                            "video_tokens": _visual_tokens([], videos),
+                        },
                     },
                 }
 

@@ -1,18 +1,23 @@
 """The `openai` VLM backend: any OpenAI-compatible chat server, async, bounded, retried, key-safe.
 
 Works with vLLM, SGLang, Ollama, llama.cpp server and hosted APIs (OpenAI, Gemini's compatible
-endpoint). Images go as base64 JPEG data URLs; a video's frames go as images in time order.
-The API key is read from an environment variable and is scrubbed from every message we emit.
+endpoint). Images go as base64 JPEG data URLs; a video's frames go as images in time order or,
+with `frames_as="video"`, as one MP4 data URL in a `video_url` part. Concurrency adapts to the
+server's 429/503/timeouts under the `concurrency` ceiling, with optional request and token rate
+limits. The API key is read from an environment variable and is scrubbed from every message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import random
 import re
+import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -25,8 +30,17 @@ import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 
+from emovlm.backends.concurrency import AdaptiveLimiter, TokenBucket
 from emovlm.backends.images import jpeg_data_url
+from emovlm.backends.request_tokens import (
+    DEFAULT_IMAGE_TOKENS,
+    family_of,
+    text_tokens,
+    visual_of,
+    visual_tokens,
+)
 from emovlm.backends.top_logprobs import TokenStep, label_logprobs_from_top
+from emovlm.backends.video_payload import mp4_data_url
 from emovlm.backends.vlm import (
     GenerationSettings,
     Mode,
@@ -38,14 +52,23 @@ from emovlm.errors import BackendError, InputError
 from emovlm.types import Cost
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
+FRAMES_AS = ("images", "video", "auto")
+"""How a clip's frames are sent: as images in time order, as one MP4, or video if the server
+takes it (asked once before the run), else images."""
 _RETRY_STATUS = {408, 409, 429}
+_OVERLOAD_STATUS = {429, 503}
 _MAX_BACKOFF = 30.0
 _MAX_RETRY_AFTER = 120.0
 _KEY_LIKE = re.compile(r"\b(sk|rk|pk|key)[-_][A-Za-z0-9_*.\-]{4,}")
 _CONTEXT = re.compile(r"context|too long|maximum.{0,20}length|too many tokens|exceeds", re.I)
 _NO_VISION = re.compile(r"image|vision|multimodal|multi-modal", re.I)
+_NO_VIDEO = re.compile(r"video", re.I)
+_TOO_LARGE = re.compile(
+    r"too large|too big|exceeds?.{0,30}(size|pixels|dimension)|max.{0,20}(size|pixels)", re.I
+)
 _HAS_AIOHTTP = importlib.util.find_spec("aiohttp") is not None
-_PROBE_IMAGE = np.full((32, 32, 3), 128, dtype=np.uint8)
+_PROBE_VIDEO_FPS = 2.0
 
 
 class MalformedResponseError(Exception):
@@ -73,10 +96,13 @@ def _public_url(url: str) -> str:
 class OpenAIVLM:
     """A model behind an OpenAI-compatible `/chat/completions` endpoint.
 
-    `concurrency` bounds requests in flight; each request is retried up to `max_retries` times
-    on 408/409/429/5xx, timeouts and connection errors, with exponential backoff and full jitter
-    (a Retry-After header is honoured). Score mode reads `top_logprobs`; a server that does not
-    return them fails the preflight with a clear error.
+    `concurrency` is the ceiling of requests in flight; 429, 503 and timeouts lower the limit
+    (AIMD, see `concurrency.AdaptiveLimiter`) and a Retry-After pauses every request. Each
+    request is retried up to `max_retries` times on 408/409/429/5xx, timeouts and connection
+    errors, with exponential backoff and full jitter. `rpm` and `tpm` cap requests and estimated
+    tokens per minute. `frames_as` picks how a clip's frames go (FRAMES_AS); `image_size` is the
+    side of the preflight's test image (the largest the run sends). Score mode reads
+    `top_logprobs`; a server that does not return them fails the preflight with a clear error.
     """
 
     name = "openai"
@@ -93,15 +119,31 @@ class OpenAIVLM:
         backoff: float = 0.5,
         top_logprobs: int = 20,
         jpeg_quality: int = 90,
+        frames_as: str = "images",
+        rpm: float | None = None,
+        tpm: float | None = None,
+        image_size: int = 32,
     ) -> None:
         if urlsplit(base_url).scheme not in {"http", "https"}:
             raise InputError(f"--base-url {base_url!r} must start with http:// or https://")
         if concurrency < 1 or max_retries < 0 or timeout <= 0:
             raise InputError("--concurrency must be ≥ 1, retries ≥ 0 and the timeout > 0")
+        if frames_as not in FRAMES_AS:
+            raise InputError(f"--frames-as {frames_as!r} is unknown; choose {', '.join(FRAMES_AS)}")
+        if (rpm is not None and rpm <= 0) or (tpm is not None and tpm <= 0):
+            raise InputError("--rpm and --tpm must be positive (leave them out for no limit)")
         self.model, self.base_url, self.api_key_env = model, base_url.rstrip("/"), api_key_env
         self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
         self.backoff, self.top_logprobs, self.jpeg_quality = backoff, top_logprobs, jpeg_quality
         self._checked: set[str] = set()
+        self.frames_as, self.image_size = frames_as, image_size
+        self._video: bool | None = {"images": False, "video": None, "auto": None}[frames_as]
+        self.limiter = AdaptiveLimiter(concurrency)
+        self._rpm = TokenBucket(rpm) if rpm else None
+        self._tpm = TokenBucket(tpm) if tpm else None
+        self.family = family_of(model)
+        self._counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
 
     @property
     def _key(self) -> str:
@@ -114,8 +156,48 @@ class OpenAIVLM:
         return _KEY_LIKE.sub("[redacted]", text)
 
     def fingerprint(self) -> Mapping[str, Any]:
-        """Server URL (without credentials) and model name."""
-        return {"backend": self.name, "base_url": _public_url(self.base_url), "model": self.model}
+        """Server URL (without credentials), model name, and `frames_as: video` when clips go as
+        MP4 (with `auto` the server is asked first)."""
+        video = {"frames_as": "video"} if self.sends_video() else {}
+        return {
+            "backend": self.name,
+            "base_url": _public_url(self.base_url),
+            "model": self.model,
+            **video,
+        }
+
+    def sends_video(self) -> bool:
+        """Whether a clip's frames go as one MP4; with `auto` this asks the server once."""
+        if self._video is None:
+            self._video = run_blocking(self._probe_video())
+        return self._video
+
+    def stats(self) -> dict[str, Any]:
+        """How the run went: concurrency limit (ceiling, mean, min, final), requests, retries,
+        rejections (429/503), timeouts, seconds waited (Retry-After, rate limits) and the visual
+        tokens the server reported in `usage` (0 where it reports none)."""
+        limiter = self.limiter.stats()
+        with self._counts_lock:
+            counts = dict(self._counts)
+        return {
+            "frames_as": "video" if self._video else "images" if self._video is False else "auto",
+            "concurrency_ceiling": limiter.ceiling,
+            "concurrency_mean": round(limiter.mean, 2),
+            "concurrency_min": limiter.min,
+            "concurrency_final": limiter.final,
+            "requests": counts.get("requests", 0),
+            "retries": counts.get("retries", 0),
+            "rejections": counts.get("rejections", 0),
+            "timeouts": counts.get("timeouts", 0),
+            "wait_seconds": round(limiter.pause_seconds + limiter.rate_wait_seconds, 3),
+            "retry_after_seconds": round(limiter.pause_seconds, 3),
+            "rate_limit_seconds": round(limiter.rate_wait_seconds, 3),
+            "visual_tokens_reported": counts.get("visual_tokens", 0),
+        }
+
+    def _count(self, **amounts: int) -> None:
+        with self._counts_lock:
+            self._counts.update(amounts)
 
     def _client(self) -> AsyncOpenAI:
         """A client without its own retries; over aiohttp when installed (40% less CPU per call)."""
@@ -128,9 +210,17 @@ class OpenAIVLM:
 
     def _messages(self, request: VLMRequest) -> list[dict[str, Any]]:
         content: list[dict[str, Any]] = []
+        video = (
+            any(isinstance(p, VideoInput) and len(p.frames) > 1 for p in request.parts)
+            and self.sends_video()
+        )
         for part in request.parts:
             if isinstance(part, str):
                 content.append({"type": "text", "text": part})
+                continue
+            if video and isinstance(part, VideoInput) and len(part.frames) > 1:
+                url = mp4_data_url(part.frames, part.fps)
+                content.append({"type": "video_url", "video_url": {"url": url}})
                 continue
             frames = part.frames if isinstance(part, VideoInput) else (part,)
             for frame in frames:
@@ -140,6 +230,18 @@ class OpenAIVLM:
         if request.system:
             messages.insert(0, {"role": "system", "content": request.system})
         return messages
+
+    def estimate_tokens(self, request: VLMRequest) -> int:
+        """Estimated prompt tokens of a request: text at 4 characters a token, visual by family."""
+        video = self._video is True
+        total = text_tokens(request.system)
+        for part in request.parts:
+            if isinstance(part, str):
+                total += text_tokens(part)
+            else:
+                frames = part.frames if isinstance(part, VideoInput) else (part,)
+                total += visual_tokens(self.family, visual_of(frames, video))
+        return total
 
     def _body(self, settings: GenerationSettings, score: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -166,6 +268,19 @@ class OpenAIVLM:
             requests, self._body(settings, score=True), lambda c: self._answer(c, labels)
         )
 
+    async def answer(
+        self,
+        client: AsyncOpenAI,
+        request: VLMRequest,
+        settings: GenerationSettings,
+        labels: Sequence[str] | None = None,
+    ) -> VLMAnswer:
+        """One answer on `client` (from `_client()`), for callers keeping their own window in
+        flight; with `labels`, label log-probabilities as `score`. Never raises, as `_call`."""
+        messages = await asyncio.to_thread(self._messages, request)  # JPEG work off the loop
+        body = self._body(settings, score=labels is not None)
+        return await self._call(client, messages, body, lambda c: self._answer(c, labels))
+
     def _run(
         self,
         requests: Sequence[VLMRequest],
@@ -173,16 +288,16 @@ class OpenAIVLM:
         read: Callable[[Any], VLMAnswer],
     ) -> list[VLMAnswer]:
         payloads = [self._messages(r) for r in requests]
+        tokens = [self.estimate_tokens(r) if self._tpm else 0 for r in requests]
 
         async def run_all() -> list[VLMAnswer]:
-            limit = asyncio.Semaphore(self.concurrency)
             async with self._client() as client:
-
-                async def one(messages: list[dict[str, Any]]) -> VLMAnswer:
-                    async with limit:
-                        return await self._call(client, messages, body, read)
-
-                return await asyncio.gather(*(one(m) for m in payloads))
+                return await asyncio.gather(
+                    *(
+                        self._call(client, m, body, read, tokens=t)
+                        for m, t in zip(payloads, tokens, strict=True)
+                    )
+                )
 
         return run_blocking(run_all())
 
@@ -192,16 +307,67 @@ class OpenAIVLM:
         messages: list[dict[str, Any]],
         body: Mapping[str, Any],
         read: Callable[[Any], VLMAnswer],
+        *,
+        tokens: int | None = None,
     ) -> VLMAnswer:
-        """One request with bounded retries; never raises, a failure is an answer with `error`."""
+        """One request with bounded retries under the adaptive limit and the rate limits; never
+        raises, a failure is an answer with `error`. `tokens`: the request's estimated prompt
+        tokens for `tpm` (default: estimated from the messages)."""
         started = time.perf_counter()
         attempts = [0]
+        if self._tpm and tokens is None:
+            tokens = _message_tokens(messages)
         try:
-            answer = read(await self._create(client, messages, body, attempts))
+            completion = await self._create(client, messages, body, attempts, tokens or 0)
+            answer = read(completion)
         except (openai.APIError, MalformedResponseError) as exc:
             answer = VLMAnswer(error=self._describe(exc, attempts[0]))
+        else:
+            reported = _reported_visual_tokens(completion)
+            if reported:
+                self._count(visual_tokens=reported)
+                answer = replace(answer, cost=replace(answer.cost, visual_tokens=reported))
+        self._count(requests=attempts[0], retries=max(0, attempts[0] - 1))
         cost = Cost(calls=attempts[0], seconds=time.perf_counter() - started)
         return replace(answer, cost=answer.cost + cost)
+
+    async def _send(
+        self,
+        client: AsyncOpenAI,
+        messages: list[dict[str, Any]],
+        body: Mapping[str, Any],
+        tokens: int,
+    ) -> Any:
+        """One attempt: a slot under the adaptive limit, the rate limits, then the request."""
+        started_round = await self.limiter.acquire()
+        try:
+            wait = max(
+                self._rpm.reserve(1) if self._rpm else 0.0,
+                self._tpm.reserve(tokens) if self._tpm else 0.0,
+            )
+            if wait > 0:
+                self.limiter.rate_wait(wait)
+                await asyncio.sleep(wait)
+            try:
+                # client.post sends the JSON as built: the typed create() re-walks every message
+                # part in Python, which costs a third of the client's CPU per request.
+                completion = await client.post(
+                    "/chat/completions",
+                    body={"model": self.model, "messages": messages, **body},
+                    cast_to=ChatCompletion,
+                )
+            except openai.APIError as exc:
+                if _overload(exc):
+                    self._count(
+                        rejections=int(isinstance(exc, openai.APIStatusError)),
+                        timeouts=int(isinstance(exc, openai.APITimeoutError)),
+                    )
+                    self.limiter.overloaded(started_round, _retry_after(exc))
+                raise
+            self.limiter.succeeded()
+            return completion
+        finally:
+            self.limiter.release()
 
     async def _create(
         self,
@@ -209,18 +375,13 @@ class OpenAIVLM:
         messages: list[dict[str, Any]],
         body: Mapping[str, Any],
         attempts: list[int],
+        tokens: int = 0,
     ) -> Any:
         """The completion, retrying retryable failures; counts attempts into `attempts[0]`."""
         while True:
             attempts[0] += 1
             try:
-                # client.post sends the JSON as built: the typed create() re-walks every message
-                # part in Python, which costs a third of the client's CPU per request.
-                return await client.post(
-                    "/chat/completions",
-                    body={"model": self.model, "messages": messages, **body},
-                    cast_to=ChatCompletion,
-                )
+                return await self._send(client, messages, body, tokens)
             except openai.APIError as exc:
                 if attempts[0] > self.max_retries or not _retryable(exc):
                     raise
@@ -233,7 +394,7 @@ class OpenAIVLM:
     def _delay(self, attempt: int, exc: openai.APIError | None) -> float:
         """Full-jitter exponential backoff, or the server's Retry-After (plus a little jitter)."""
         retry_after = _retry_after(exc) if exc is not None else None
-        if retry_after is not None:
+        if retry_after is not None:  # the limiter pauses every request as long; this one too
             return min(retry_after, _MAX_RETRY_AFTER) * random.uniform(1.0, 1.1)
         return random.uniform(0, min(_MAX_BACKOFF, self.backoff * 2 ** (attempt - 1)))
 
@@ -249,8 +410,16 @@ class OpenAIVLM:
             cause = self._redact(" ".join(str(exc.__cause__ or message).split()))
             return f"cannot reach {where} after {attempts} attempts: {cause}"
         if isinstance(exc, openai.APIStatusError):
+            if (
+                exc.status_code in (400, 413, 422)
+                and _TOO_LARGE.search(message)
+                and (_NO_VISION.search(message) or exc.status_code == 413)
+            ):
+                return f"image too large for the server: {message}; use a smaller --image-size"
             if exc.status_code in (400, 413, 422) and _CONTEXT.search(message):
                 return f"context too long: {message}; use fewer --frames or a smaller --image-size"
+            if exc.status_code in (400, 415, 422) and _NO_VIDEO.search(message):
+                return f"video refused by the server: {message}; use --frames-as images"
             return f"server error {exc.status_code} after {attempts} attempts: {message}"
         return f"request to {where} failed: {message}"
 
@@ -294,42 +463,99 @@ class OpenAIVLM:
             run_blocking(self._preflight(mode))
             self._checked.add(mode)
 
+    @property
+    def _where(self) -> str:
+        return f"OpenAI-compatible server at {_public_url(self.base_url)}"
+
     async def _preflight(self, mode: Mode) -> None:
-        where = f"OpenAI-compatible server at {_public_url(self.base_url)}"
-        probe = self._messages(VLMRequest((_PROBE_IMAGE, "Reply with one word.")))
+        where = self._where
+        side = max(32, self.image_size)
+        image = np.full((side, side, 3), 128, dtype=np.uint8)
+        probe = self._messages(VLMRequest((image, "Reply with one word.")))
         body = self._body(GenerationSettings(max_new_tokens=1), score=mode == "score")
         async with self._client() as client:
             await self._check_model_listed(client, where)
-            try:
-                completion = await self._create(client, probe, body, [0])
-            except openai.APIConnectionError as exc:
-                raise BackendError(
-                    f"cannot reach {where} ({self._redact(_server_message(exc))}); start the "
-                    "server or fix --base-url"
-                ) from None
-            except (openai.AuthenticationError, openai.PermissionDeniedError):
-                raise BackendError(self._key_message(where)) from None
-            except openai.NotFoundError:
-                raise BackendError(
-                    f"{where} does not serve model {self.model!r}; fix --model"
-                ) from None
-            except openai.APIError as exc:
-                message = self._redact(_server_message(exc))
-                if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError) and (
-                    _NO_VISION.search(message)
-                ):
+            completion, refused = await self._probe(client, probe, body)
+            if refused is not None:
+                message = self._redact(_server_message(refused))
+                if _TOO_LARGE.search(message) or refused.status_code == 413:
+                    raise BackendError(
+                        f"{where} refuses a {side}×{side} test image ({message}); lower "
+                        "--image-size"
+                    )
+                if _NO_VISION.search(message):
                     raise BackendError(
                         f"model {self.model!r} at {where} does not accept images ({message}); "
                         "serve a vision-language model"
-                    ) from None
-                raise BackendError(
-                    f"{where} rejected a one-image test request: {message}"
-                ) from None
+                    )
+                raise BackendError(f"{where} rejected a one-image test request: {message}")
+            if self._video is None:
+                self._video = await self._video_accepted(client)
         if mode == "score" and self._answer(completion, ["ok"]).error:
             raise BackendError(
                 f"{where} does not return token log-probabilities for model {self.model!r}; use "
                 "--mode generate, or a server that supports logprobs (vLLM, SGLang, OpenAI)"
             )
+
+    async def _probe(
+        self, client: AsyncOpenAI, messages: list[dict[str, Any]], body: Mapping[str, Any]
+    ) -> tuple[Any, openai.APIStatusError | None]:
+        """A test request's completion, or the server's 4xx refusal of it; a server that cannot
+        be reached, a rejected key or an unknown model raise a BackendError with the fix."""
+        where = self._where
+        try:
+            return await self._create(client, messages, body, [0]), None
+        except openai.APIConnectionError as exc:
+            raise BackendError(
+                f"cannot reach {where} ({self._redact(_server_message(exc))}); start the "
+                "server or fix --base-url"
+            ) from None
+        except (openai.AuthenticationError, openai.PermissionDeniedError):
+            raise BackendError(self._key_message(where)) from None
+        except openai.NotFoundError:
+            raise BackendError(
+                f"{where} does not serve model {self.model!r}; fix --model"
+            ) from None
+        except openai.APIStatusError as exc:
+            if 400 <= exc.status_code < 500:
+                return None, exc
+            raise BackendError(
+                f"{where} failed a test request ({exc.status_code}: "
+                f"{self._redact(_server_message(exc))}); check the server's log"
+            ) from None
+
+    async def _probe_video(self) -> bool:
+        async with self._client() as client:
+            return await self._video_accepted(client)
+
+    async def _video_accepted(self, client: AsyncOpenAI) -> bool:
+        """Ask once whether the server takes a 2-frame MP4 `video_url` part. Refused: with
+        --frames-as video a BackendError, with auto a logged note and False (images)."""
+        side = max(32, min(self.image_size, 448))
+        frames = [np.full((side, side, 3), v, dtype=np.uint8) for v in (64, 192)]
+        url = mp4_data_url(frames, _PROBE_VIDEO_FPS)
+        content = [
+            {"type": "video_url", "video_url": {"url": url}},
+            {"type": "text", "text": "Reply with one word."},
+        ]
+        body = self._body(GenerationSettings(max_new_tokens=1), score=False)
+        _, refused = await self._probe(client, [{"role": "user", "content": content}], body)
+        if refused is None:
+            return True
+        message = self._redact(_server_message(refused))
+        if self.frames_as == "video":
+            raise BackendError(
+                f"model {self.model!r} at {self._where} does not take video input ({message}); "
+                "use --frames-as images (or auto)"
+            )
+        logger.warning(
+            "note: model %r at %s does not take video input (%s); sending each clip's frames "
+            "as images (--frames-as auto)",
+            self.model,
+            self._where,
+            message,
+        )
+        return False
 
     def _key_message(self, where: str) -> str:
         state = "is not set" if self.api_key_env not in os.environ else "was rejected"
@@ -360,6 +586,40 @@ def _same_model(asked: str, listed: str) -> bool:
     """Model names as servers list them: Gemini prefixes "models/", Ollama suffixes ":latest"."""
     a, b = asked.removesuffix(":latest"), listed.removesuffix(":latest")
     return a == b or b.endswith("/" + a) or a.endswith("/" + b)
+
+
+def _overload(exc: openai.APIError) -> bool:
+    """429, 503 and timeouts: the server has more than it can take right now."""
+    if isinstance(exc, openai.APITimeoutError):
+        return not _refused(exc)
+    return isinstance(exc, openai.APIStatusError) and exc.status_code in _OVERLOAD_STATUS
+
+
+def _reported_visual_tokens(completion: Any) -> int:
+    """Image and video tokens the server reports in `usage.prompt_tokens_details` (0: none)."""
+    details = getattr(getattr(completion, "usage", None), "prompt_tokens_details", None)
+    if details is None:
+        return 0
+    total = 0
+    for name in ("image_tokens", "video_tokens"):
+        value = getattr(details, name, None)
+        if isinstance(value, int):
+            total += value
+    return total
+
+
+def _message_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
+    """A rough prompt-token estimate from built messages: text at 4 characters a token, each
+    image or video part at the default of `request_tokens` (used when no estimate was given)."""
+    total = 0
+    for message in messages:
+        content = message["content"]
+        for part in [{"type": "text", "text": content}] if isinstance(content, str) else content:
+            if part["type"] == "text":
+                total += text_tokens(part["text"])
+            else:
+                total += DEFAULT_IMAGE_TOKENS
+    return total
 
 
 def _retryable(exc: openai.APIError) -> bool:
