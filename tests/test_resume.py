@@ -90,11 +90,12 @@ def wait_until(process: subprocess.Popen[bytes], moment: Callable[[], bool]) -> 
 
 
 def answers(run_dir: Path) -> list[tuple[Any, ...]]:
-    """(id, labels, status, raw, reason) of every row of the folder's one configuration."""
+    """(id, labels, status, raw, reason) of every row of the folder's one configuration, by id
+    (rows are stored in the order answers finish)."""
     with RunStore(run_dir) as store:
         (key,) = store.keys()
         predictions, _ = store.rows(key)
-    return [(p.sample_id, p.labels, p.status, p.raw, p.reason) for p in predictions]
+    return sorted((p.sample_id, p.labels, p.status, p.raw, p.reason) for p in predictions)
 
 
 def children_of(pid: int) -> list[int]:
@@ -120,8 +121,8 @@ def alive(pid: int) -> bool:
 
 KILL_MOMENTS: dict[str, Callable[[Path, int], bool]] = {
     "holding the lock, before any row": lambda run, pid: lock_holder(run) == pid,
-    "after two batches": lambda run, pid: stored_rows(run) >= 8,
-    "one batch before the end": lambda run, pid: stored_rows(run) >= N_FACES - 4,
+    "after eight rows": lambda run, pid: stored_rows(run) >= 8,
+    "four rows before the end": lambda run, pid: stored_rows(run) >= N_FACES - 4,
     "writing the report": lambda run, pid: stored_rows(run) == N_FACES,
 }
 
@@ -136,7 +137,6 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(
     wait_until(process, lambda: KILL_MOMENTS[moment](run_dir, process.pid))
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
-    assert stored_rows(run_dir) % 4 == 0  # whole batches only
 
     resumed = invoke([*args, "--resume"], cache)
     assert resumed.exit_code == 0, resumed.output

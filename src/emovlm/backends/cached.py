@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 from emovlm.backends.vlm import VLM, GenerationSettings, Mode, VLMAnswer, VLMRequest
@@ -14,13 +17,76 @@ class CachedVLM:
 
     The backend's preflight runs before its first real call, so a fully cached run makes no
     model call and needs no server. Failed answers are never cached; refusals and empty answers
-    are (they are what the model answers).
+    are (they are what the model answers). `answer` serves one request at a time for backends
+    with an async `answer` (see `streams`), storing each answer the moment it arrives.
     """
 
     def __init__(self, backend: VLM, cache: ResponseCache | None) -> None:
         self.backend = backend
         self.cache = cache
         self.name = backend.name
+        self._preflight_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its lock (for worker processes)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_preflight_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _preflight_lock=threading.Lock())
+
+    @property
+    def streams(self) -> bool:
+        """Whether the backend answers one request at a time asynchronously (a server)."""
+        return hasattr(self.backend, "answer")
+
+    def client(self) -> Any:
+        """A new async client of the backend, for `answer` (close it on the same event loop)."""
+        return self.backend._client()  # type: ignore[attr-defined]
+
+    async def answer(
+        self,
+        client: Any,
+        mode: Mode,
+        request: VLMRequest,
+        settings: GenerationSettings,
+        labels: Sequence[str] | None,
+        pool: Executor,
+    ) -> VLMAnswer:
+        """One answer: from the cache, else from the backend, cached (and committed) on arrival.
+
+        Hashing, cache reads and writes and the preflight run on `pool`, off the event loop.
+        """
+        loop = asyncio.get_running_loop()
+        key = None
+        if self.cache is not None and settings.deterministic:
+            key, hit = await loop.run_in_executor(
+                pool, self._lookup, mode, request, settings, labels
+            )
+            if hit is not None:
+                return hit
+        await loop.run_in_executor(pool, self._preflight_once, mode)
+        answer = await self.backend.answer(  # type: ignore[attr-defined]
+            client, request, settings, labels if mode == "score" else None
+        )
+        if key is not None and not answer.error:
+            await loop.run_in_executor(pool, self.cache.put_many, {key: answer.to_json()})  # type: ignore[union-attr]
+        return answer
+
+    def _lookup(
+        self,
+        mode: Mode,
+        request: VLMRequest,
+        settings: GenerationSettings,
+        labels: Sequence[str] | None,
+    ) -> tuple[str, VLMAnswer | None]:
+        """The request's cache key and its cached answer, if any."""
+        key = self.key(mode, request, settings, labels)
+        hit = self.cache.get_many([key]).get(key) if self.cache is not None else None
+        return key, None if hit is None else VLMAnswer.from_json(hit)
+
+    def _preflight_once(self, mode: Mode) -> None:
+        with self._preflight_lock:
+            self.backend.preflight(mode)
 
     def fingerprint(self) -> Mapping[str, Any]:
         """The wrapped backend's fingerprint."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -12,6 +14,7 @@ import numpy as np
 
 from emovlm.backends.cached import CachedVLM
 from emovlm.backends.images import crop_box, draw_box, fit_within
+from emovlm.backends.loop import LoopThread
 from emovlm.backends.vlm import (
     VLM,
     VLM_BACKENDS,
@@ -21,7 +24,7 @@ from emovlm.backends.vlm import (
     VLMAnswer,
     VLMRequest,
 )
-from emovlm.errors import InputError
+from emovlm.errors import InputError, MediaError
 from emovlm.eval.vad import parse_vad
 from emovlm.faces.crop import crop_face
 from emovlm.faces.registry import get_face_detector
@@ -29,7 +32,13 @@ from emovlm.faces.track import track_faces
 from emovlm.frames import parse_sampler
 from emovlm.labels import LabelSpace, MatchMode
 from emovlm.prompts import load_prompt
-from emovlm.recognizers.base import predict_in_chunks, prepare_each
+from emovlm.recognizers.base import (
+    SETUP_ERRORS,
+    failure,
+    predict_in_chunks,
+    prepare_each,
+    stream_predictions,
+)
 from emovlm.run.cache import ResponseCache
 from emovlm.types import Clip, Cost, Prediction, Sample, Status
 from emovlm.video import probe, read_frames
@@ -39,6 +48,8 @@ MODES: tuple[Mode, ...] = ("generate", "score")
 PersonView = Literal["box", "crop", "crop+full"]
 PERSON_VIEWS: tuple[PersonView, ...] = ("box", "crop", "crop+full")
 MATCH_MODES: tuple[MatchMode, ...] = ("word", "contains")
+PREPARE_THREADS = 4
+"""Threads that decode media, hash requests and read and write the cache while a server works."""
 
 
 @dataclass
@@ -141,7 +152,9 @@ class VLMRecognizer:
     `mode="generate"` parses free text with the label space; `mode="score"` ranks every label by
     the model's probability of answering it. Deterministic answers (temperature 0) are cached in
     `cache_dir` (default: the emovlm cache folder), so a rerun makes no model call. `concurrency`
-    is the number of requests in flight for servers and the batch size for local models. For
+    is the number of requests in flight for servers and the batch size for local models: `stream`
+    keeps `concurrency` samples in flight against a server (a new one starts as soon as one is
+    answered, each answer cached on arrival) and feeds local models micro-batches. For
     samples with a person box the person is shown by a red box drawn on the image
     (`person="box"`), by cropping to the box (`person="crop"`), or by both: the full image with
     the red box, then the crop (`person="crop+full"`). `match`, `vad` and the score-mode label
@@ -178,10 +191,14 @@ class VLMRecognizer:
         max_labels: int = 6,
         match: MatchMode = "word",
         vad: bool = False,
+        frames_as: str = "images",
+        rpm: float | None = None,
+        tpm: float | None = None,
+        model_revision: str | None = None,
     ) -> None:
         if not model:
             raise InputError(
-                "--recognizer vlm needs --model (a model folder, id or served model name)"
+                f"--recognizer {self.name} needs --model (a model folder, id or served model name)"
             )
         if mode not in MODES:
             raise InputError(f"--mode {mode!r} is unknown; choose one of: {', '.join(MODES)}")
@@ -224,6 +241,11 @@ class VLMRecognizer:
             dtype=dtype,
             timeout=timeout,
             max_retries=max_retries,
+            frames_as=frames_as,
+            rpm=rpm,
+            tpm=tpm,
+            image_size=image_size,
+            revision=model_revision,
         )
         self.vlm = CachedVLM(self.backend, ResponseCache(cache_dir) if cache else None)
 
@@ -258,9 +280,67 @@ class VLMRecognizer:
             "vad": self.reader.vad,
         }
 
+    def run_stats(self) -> Mapping[str, Any]:
+        """How the backend's requests went (its `stats`, when it keeps any)."""
+        stats = getattr(self.backend, "stats", None)
+        stats = stats() if callable(stats) else stats
+        return dict(stats) if stats else {}
+
     def predict(self, samples: Sequence[Sample]) -> list[Prediction]:
         """One Prediction per sample, in order; per-sample problems become failed/unparsed rows."""
+        if self.vlm.streams:
+            done = {p.sample_id: p for p in self._stream_served(samples)}
+            return [done[s.id] for s in samples]
         return predict_in_chunks(samples, self.batch_size, self._predict_chunk)
+
+    def stream(self, samples: Iterable[Sample]) -> Iterator[Prediction]:
+        """Each sample's Prediction as soon as it is done (servers), or micro-batch by micro-batch."""
+        if self.vlm.streams:
+            return self._stream_served(samples)
+        return stream_predictions(self, samples, self.concurrency)
+
+    def _stream_served(self, samples: Iterable[Sample]) -> Iterator[Prediction]:
+        """A window of `concurrency` samples in flight against the server, in completion order."""
+        iterator = iter(samples)
+        with LoopThread() as loop, ThreadPoolExecutor(PREPARE_THREADS) as pool:
+            client = loop.run(_made(self.vlm.client))
+            pending: set[Future[Prediction]] = set()
+            try:
+                while True:
+                    while len(pending) < self.concurrency:
+                        sample = next(iterator, None)
+                        if sample is None:
+                            break
+                        pending.add(loop.submit(self._served(sample, client, pool)))
+                    if not pending:
+                        return
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
+            finally:
+                for future in pending:
+                    future.cancel()
+                loop.run(client.close())
+
+    async def _served(self, sample: Sample, client: Any, pool: ThreadPoolExecutor) -> Prediction:
+        """One sample: prepared on `pool`, answered (or read from the cache), parsed."""
+        started = time.perf_counter()
+        try:
+            item = await asyncio.get_running_loop().run_in_executor(pool, self._prepare, sample)
+            labels = self.label_space.labels if self.mode == "score" else None
+            answer = await self.vlm.answer(
+                client, self.mode, item.request, self.settings, labels, pool
+            )
+            cost = answer.cost + Cost(seconds=item.seconds)
+            return self.prediction(sample.id, answer, cost=cost, extra=item.extra)
+        except MediaError as exc:
+            return Prediction.failed(
+                sample.id, str(exc), Cost(seconds=time.perf_counter() - started)
+            )
+        except SETUP_ERRORS:
+            raise
+        except Exception as exc:
+            return failure(sample, exc, started)
 
     def _predict_chunk(self, samples: Sequence[Sample]) -> list[Prediction]:
         results, prepared = prepare_each(samples, self._prepare)
@@ -334,6 +414,17 @@ class VLMRecognizer:
         return self.reader.prediction(sid, answer, cost=cost, extra=extra)
 
 
+class ContextualVLMRecognizer(VLMRecognizer):
+    """The VLM recognizer on people in context (EMOTIC), recorded under its own name."""
+
+    name = "contextual-vlm"
+
+
+async def _made(make: Any) -> Any:
+    """`make()` called on the event loop (async clients bind to the loop they are made on)."""
+    return make()
+
+
 def visual_part(images: Sequence[np.ndarray], fps: float) -> np.ndarray | VideoInput:
     """One image as itself; several as a video sampled at `fps` frames per second."""
     return images[0] if len(images) == 1 else VideoInput(tuple(images), fps=fps)
@@ -351,9 +442,23 @@ def build_backend(
     dtype: str,
     timeout: float,
     max_retries: int,
+    frames_as: str = "images",
+    rpm: float | None = None,
+    tpm: float | None = None,
+    image_size: int = 448,
+    revision: str | None = None,
 ) -> VLM:
     """The named backend with the settings that apply to it; wrong combinations are refused."""
     factory = VLM_BACKENDS.get(backend)
+    served = {
+        "--frames-as": frames_as != "images",
+        "--rpm": rpm is not None,
+        "--tpm": tpm is not None,
+        "--model-revision": revision is not None,
+    }
+    wrong = [flag for flag, given in served.items() if given and backend != "openai"]
+    if wrong:
+        raise InputError(f"{', '.join(wrong)} apply to --backend openai only, not {backend}")
     if backend == "openai":
         if not base_url:
             raise InputError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
@@ -368,6 +473,11 @@ def build_backend(
             concurrency=concurrency,
             timeout=timeout,
             max_retries=max_retries,
+            frames_as=frames_as,
+            rpm=rpm,
+            tpm=tpm,
+            image_size=image_size,
+            revision=revision,
         )
     if base_url:
         raise InputError(f"--base-url applies to --backend openai only, not {backend}")
