@@ -1,0 +1,172 @@
+"""The explorer's HTTP server: a JSON API over the runs and the page that shows them."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from emovlm.errors import InputError
+from emovlm.view import DEFAULT_HOST
+from emovlm.view.compare import changed_samples, compare_runs
+from emovlm.view.runs import FILTERS, PAGE_SIZE, Run, sample_detail, sample_page, thumbnail
+from emovlm.view.summary import run_summary
+
+_ASSETS = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/app.css": ("app.css", "text/css; charset=utf-8"),
+}
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def asset(name: str) -> str:
+    """The text of one of the page's files shipped in the package (index.html, app.js, app.css)."""
+    return resources.files("emovlm.view").joinpath("static", name).read_text(encoding="utf-8")
+
+
+class Explorer:
+    """The runs being explored and the answers to the API's questions about them (cached)."""
+
+    def __init__(self, runs: Sequence[Run]) -> None:
+        """Serve `runs` (from `open_runs`)."""
+        self.runs = {run.id: run for run in runs}
+        self._cache: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+
+    def run(self, query: Mapping[str, str], name: str = "run") -> Run:
+        """The run a query parameter names."""
+        run_id = query.get(name, "")
+        if run_id not in self.runs:
+            raise InputError(f"{name}={run_id!r} is not a run id; known: {', '.join(self.runs)}")
+        return self.runs[run_id]
+
+    def _cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        value = compute()
+        with self._lock:
+            self._cache[key] = value
+        return value
+
+    def answer(self, path: str, query: Mapping[str, str]) -> Any:
+        """The JSON answer of one API call (path below /api/)."""
+        if path == "runs":
+            return [run.describe() for run in self.runs.values()]
+        if path == "summary":
+            run = self.run(query)
+            return self._cached(("summary", run.id), lambda: run_summary(run))
+        if path == "samples":
+            filters = {name: query[name] for name in FILTERS if query.get(name)}
+            return sample_page(self.run(query), filters, *_paging(query))
+        if path == "sample":
+            return sample_detail(self.run(query), query.get("id", ""))
+        if path == "compare":
+            ref, other = self.run(query, "ref"), self.run(query, "other")
+            return self._cached(("compare", ref.id, other.id), lambda: compare_runs(ref, other))
+        if path == "changes":
+            ref, other = self.run(query, "ref"), self.run(query, "other")
+            return changed_samples(ref, other, query.get("kind", ""), *_paging(query))
+        raise LookupError(path)
+
+
+def _paging(query: Mapping[str, str]) -> tuple[int, int]:
+    """(offset, limit) from a query, with a clear error for non-numbers."""
+    try:
+        return int(query.get("offset", 0)), int(query.get("limit", PAGE_SIZE))
+    except ValueError as exc:
+        raise InputError(f"offset and limit must be whole numbers ({exc})") from exc
+
+
+def to_json(value: Any) -> str:
+    """JSON text of `value` with non-finite numbers (NaN, ±inf) written as null."""
+    return json.dumps(_finite(value), ensure_ascii=False, allow_nan=False, default=str)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
+    """A request handler class bound to one explorer."""
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "emovlm-view"
+
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            """Answer a page, static file, API or thumbnail request."""
+            url = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            try:
+                if url.path in _ASSETS:
+                    name, content_type = _ASSETS[url.path]
+                    self._send(HTTPStatus.OK, asset(name).encode("utf-8"), content_type)
+                elif url.path == "/api/thumb":
+                    jpeg = thumbnail(explorer.run(query), query.get("id", ""), _index(query))
+                    self._send(HTTPStatus.OK, jpeg, "image/jpeg")
+                elif url.path.startswith("/api/"):
+                    body = explorer.answer(url.path.removeprefix("/api/"), query)
+                    self._json(HTTPStatus.OK, body)
+                else:
+                    raise LookupError(url.path)
+            except InputError as exc:
+                self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            except LookupError:
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {url.path}"})
+
+        def _json(self, status: HTTPStatus, body: Any) -> None:
+            self._send(status, to_json(body).encode("utf-8"), "application/json; charset=utf-8")
+
+        def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            for name, value in _SECURITY_HEADERS.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            """Stay quiet: the explorer does not log every request."""
+
+    return Handler
+
+
+def _index(query: Mapping[str, str]) -> int:
+    try:
+        return int(query.get("idx", 0))
+    except ValueError as exc:
+        raise InputError(f"idx must be a whole number ({exc})") from exc
+
+
+def make_server(
+    runs: Sequence[Run], host: str = DEFAULT_HOST, port: int = 0
+) -> ThreadingHTTPServer:
+    """An HTTP server for `runs` bound to host:port (port 0 picks a free one); not yet serving."""
+    try:
+        server = ThreadingHTTPServer((host, port), make_handler(Explorer(runs)))
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port} ({exc}); pick another --port") from exc
+    server.daemon_threads = True
+    return server

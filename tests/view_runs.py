@@ -1,0 +1,93 @@
+"""Run folders for the explorer's tests, written through the real store and report code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from emovlm.labels import get_label_space
+from emovlm.run.config import record_config, resolve_config
+from emovlm.run.runner import rebuild_report
+from emovlm.run.store import RunStore
+from emovlm.thumbnails import thumbnail_entries
+from emovlm.types import Prediction, Status
+
+DFEW = get_label_space("dfew")
+SCRIPT_ANSWER = '<script>window.__pwned = 1</script><b id="injected">surprise</b> & <img src=x onerror="window.__pwned=2">'
+"""A model answer holding markup; the explorer must show it as text."""
+
+GOLD = {
+    "s00": "happy", "s01": "sad", "s02": "angry", "s03": "fear", "s04": "surprise",
+    "s05": "neutral", "s06": "disgust", "s07": "sad", "s08": "happy", "s09": "neutral",
+    "s10": "sad", "s11": "fear",
+}  # fmt: skip
+
+
+def _ok(sample_id: str, label: str, raw: str | None = None, **extra) -> Prediction:
+    return Prediction(sample_id, (label,), raw=raw or f"The person looks {label}.", extra=extra)
+
+
+def _picture(seed: int) -> np.ndarray:
+    """A 200×300 RGB test picture (a colour gradient), as a recognizer would have decoded."""
+    y, x = np.mgrid[0:200, 0:300]
+    return np.stack([(x + seed * 40) % 256, y % 256, (x + y) % 256], axis=-1).astype(np.uint8)
+
+
+def reference_predictions() -> list[Prediction]:
+    """Run A: a VLM-like run with a neutral sink, an out-of-set word and a markup answer."""
+    motion = {
+        "windows": [
+            {"start": 0, "end": 5, "frames": [1, 3], "text": "the mouth corners drop"},
+            {"start": 5, "end": 10, "frames": [6, 8], "text": "the eyes close slowly"},
+        ],
+        "thumbnails": thumbnail_entries([("keyframe 0", _picture(0)), ("keyframe 1", _picture(1))]),
+    }
+    trajectory = {
+        "times": [0.0, 0.5, 1.0],
+        "labels": list(DFEW.labels),
+        "probs": [[0.8, 0, 0.2, 0, 0, 0, 0], [0.9, 0, 0.1, 0, 0, 0, 0], [1.0, 0, 0, 0, 0, 0, 0]],
+    }
+    return [
+        _ok("s00", "happy", trajectory=trajectory),
+        _ok("s01", "neutral", "Neutral: the face shows little.", **motion),
+        _ok("s02", "angry"),
+        Prediction("s03", ("pain",), raw="The person is in pain.", status=Status.OUT_OF_SET),
+        Prediction("s04", ("surprise",), raw=SCRIPT_ANSWER),
+        Prediction.failed("s05", "MediaError: clip s05.mp4 has no video stream"),
+        Prediction("s06", (), raw="I cannot tell from this clip.", status=Status.UNPARSED),
+        _ok("s07", "neutral"),
+        _ok("s08", "happy"),
+        _ok("s09", "neutral"),
+        Prediction("s10", ("pain",), raw="Pain, clearly.", status=Status.OUT_OF_SET),
+        _ok("s11", "neutral"),
+    ]
+
+
+def other_predictions() -> list[Prediction]:
+    """Run B: fixes s01, s03 and s07, breaks s02, changes s06 (unparsed → wrong label)."""
+    answers = {
+        "s00": "happy", "s01": "sad", "s02": "neutral", "s03": "fear", "s04": "surprise",
+        "s05": "neutral", "s06": "angry", "s07": "sad", "s08": "happy", "s09": "neutral",
+        "s10": "neutral", "s11": "neutral",
+    }  # fmt: skip
+    return [_ok(sample_id, label) for sample_id, label in answers.items()]
+
+
+def write_run(
+    run_dir: Path, recognizer: str, predictions: Sequence[Prediction], *, n_bootstrap: int = 50
+) -> str:
+    """Record a configuration, store its predictions, build its metrics; return its key."""
+    config = resolve_config(
+        {"name": "manifest", "root": "/data/test", "split": "test", "fold": None, "options": {}},
+        recognizer,
+        {"model": recognizer},
+        DFEW,
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = record_config(run_dir, config)["key"]
+    with RunStore(run_dir) as store:
+        store.write(key, predictions, [(GOLD[p.sample_id],) for p in predictions])
+    rebuild_report(run_dir, config_key=key, n_bootstrap=n_bootstrap)
+    return key
