@@ -50,6 +50,7 @@ for _info in sorted(pkgutil.iter_modules(emovlm.commands.__path__), key=lambda m
     if _info.name.startswith("_"):
         continue
     importlib.import_module(f"emovlm.commands.{_info.name}").register(app)
+importlib.import_module("emovlm.view.command").register(app)  # the explorer sits above commands
 
 
 def main() -> None:
