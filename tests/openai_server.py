@@ -92,6 +92,10 @@ class Behaviour:
     max_concurrent: int | None = None
     """Requests answered at once; more get 429 with Retry-After `busy_retry_after` at once."""
     busy_retry_after: float = 0.05
+    latency_of: Callable[[int], float] | None = None
+    """Seconds the n-th chat request (from 1) takes, instead of `latency` (latency profiles)."""
+    hold_from: int | None = None
+    """Chat requests from this number on wait for `FakeOpenAIServer.release` before answering."""
 
 
 CHAOS = ("429", "500", "503", "drop", "garbage", "slow")
@@ -215,6 +219,10 @@ class FakeOpenAIServer:
         self.max_in_flight = 0
         self.outcomes: list[int] = []
         """Per chat request in arrival order: 429 if turned away as busy, else 200 (admitted)."""
+        self.answered = 0
+        """Chat requests answered with a completion (the response fully sent)."""
+        self.release = threading.Event()
+        """Set it to let requests held by `Behaviour.hold_from` go on."""
         self.injected: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._random = random.Random(self.behaviour.failure_seed)
@@ -279,6 +287,7 @@ class FakeOpenAIServer:
                 self, status: int, payload: Any, headers: dict[str, str] | None = None
             ) -> None:
                 body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self._free_slot()  # the work is done before the answer leaves, as on real servers
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -326,18 +335,26 @@ class FakeOpenAIServer:
                 limit = server.behaviour.max_concurrent
                 with server._lock:
                     server.calls += 1
+                    self._number = server.calls
                     busy = limit is not None and server.in_flight >= limit
                     server.outcomes.append(429 if busy else 200)
                     if not busy:
                         server.in_flight += 1
                         server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                self._slot = False
                 if busy:
                     retry = {"Retry-After": f"{server.behaviour.busy_retry_after}"}
                     self._error(429, "server busy: too many requests in flight", retry)
                     return
+                self._slot = True
                 try:
                     self._answer(raw)
                 finally:
+                    self._free_slot()
+
+            def _free_slot(self) -> None:
+                if getattr(self, "_slot", False):
+                    self._slot = False
                     with server._lock:
                         server.in_flight -= 1
 
@@ -359,12 +376,17 @@ class FakeOpenAIServer:
                             "images": images,
                             "videos": videos,
                             "authorization": self.headers.get("Authorization", ""),
+                            "number": self._number,
                         }
                     )
                 seen = images + [frame for video in videos for frame in video["frames"]]
                 probe = server.behaviour.key(seen, text)
                 fault = server.take_fault(probe)
-                time.sleep(server.behaviour.latency + (fault.delay if fault else 0.0))
+                b = server.behaviour
+                if b.hold_from is not None and self._number >= b.hold_from:
+                    server.release.wait()
+                latency = b.latency_of(self._number) if b.latency_of else b.latency
+                time.sleep(latency + (fault.delay if fault else 0.0))
                 if fault and fault.drop:
                     self.close_connection = True
                     self.connection.shutdown(2)
@@ -386,6 +408,8 @@ class FakeOpenAIServer:
                     )
                     return
                 self._send(200, self._completion(body, text, images, videos, probe))
+                with server._lock:
+                    server.answered += 1
 
             def _check(
                 self, body: dict[str, Any]

@@ -23,6 +23,7 @@ DECREASE = 0.7
 """The limit is multiplied by this on an overload."""
 PROBE = 16
 """Above the level that last overloaded, the limit grows 1 per PROBE rounds instead of 1 per round."""
+PAUSE_CHECK = 0.25
 
 
 @dataclass(frozen=True)
@@ -173,8 +174,9 @@ class AdaptiveLimiter:
             )
 
     async def _sleep_while_paused(self) -> None:
+        """Sleep until the pause ends, looking again every PAUSE_CHECK s (a pause may grow)."""
         while (remaining := self._pause_until - self._clock()) > 0:
-            await asyncio.sleep(remaining)
+            await asyncio.sleep(min(remaining, PAUSE_CHECK))
 
     def _wake(self) -> None:
         """Hand free slots to waiters, each on its own loop (call with the lock held)."""

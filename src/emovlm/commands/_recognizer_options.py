@@ -14,6 +14,7 @@ from rich.markup import escape
 from emovlm.errors import InputError
 from emovlm.labels import LabelSpace
 from emovlm.recognizers.base import RECOGNIZERS, Recognizer
+from emovlm.recognizers.settings import refuse_idle_flags
 
 _PANEL = "Recognizer options (each applies to the recognizers named)"
 OPTIONS: dict[str, tuple[type, str]] = {
@@ -49,7 +50,11 @@ OPTIONS: dict[str, tuple[type, str]] = {
         "prompt template name or a template file path [vlm; caption-llm and narracap-llm: the "
         "label-picking prompt]",
     ),
-    "concurrency": (int, "requests in flight at once [vlm openai]; batch size [vlm transformers]"),
+    "concurrency": (
+        int,
+        "most requests in flight at once, lowered while the server answers 429/503 or times out "
+        "[vlm openai]; batch size [vlm transformers]",
+    ),
     "max_new_tokens": (int, "longest answer in tokens [vlm, caption-llm, narracap-llm]"),
     "temperature": (float, "sampling temperature; 0 is deterministic and cacheable [vlm]"),
     "image_size": (int, "longest image side sent to the model [vlm]"),
@@ -65,8 +70,23 @@ OPTIONS: dict[str, tuple[type, str]] = {
         "labels to ask for in 'pick up to k' prompts, and answered in score mode for multi-label "
         "sets [vlm, caption-llm, narracap-llm]",
     ),
+    "model_revision": (
+        str,
+        "revision of the served model (e.g. a weights hash or date), part of the cache key, so "
+        "new weights behind the same served name never reuse old answers [vlm openai]",
+    ),
     "timeout": (float, "seconds before a server request is retried [vlm openai]"),
     "max_retries": (int, "retries of a failed server request, with backoff [vlm openai]"),
+    "frames_as": (
+        str,
+        "a clip's frames as: images (in time order) | video (one MP4 at the sampled rate) | auto "
+        "(video if the server takes it) [vlm openai]",
+    ),
+    "rpm": (float, "at most this many requests per minute (hosted APIs) [vlm openai]"),
+    "tpm": (
+        float,
+        "at most this many estimated prompt tokens per minute (hosted APIs) [vlm openai]",
+    ),
     "cache": (bool, "reuse cached temperature-0 answers (--no-cache to call the model) [vlm]"),
     "cache_dir": (str, "folder of the response cache [default: the emovlm cache folder] [vlm]"),
     "head": (
@@ -171,11 +191,12 @@ def with_recognizer_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def build_recognizer(name: str, label_space: LabelSpace, options: Mapping[str, Any]) -> Recognizer:
-    """Create a recognizer, refusing options that do not apply to it with a clear message."""
+    """Create a recognizer, refusing options that do not apply to it or to its chosen backends."""
     factory = RECOGNIZERS.get(name)
     accepted = inspect.signature(factory).parameters
     wrong = [k for k in options if k not in accepted]
     if wrong:
         flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
         raise InputError(f"{flags} does not apply to --recognizer {name}; see `emovlm eval --help`")
+    refuse_idle_flags(name, options)
     return factory(label_space, **options)
