@@ -30,20 +30,21 @@ def test_smiling_astronaut_is_happy(
     assert pred.top == "happy"
     assert sum(pred.scores.values()) == pytest.approx(1.0, abs=1e-4)
     assert list(pred.labels) == sorted(pred.scores, key=pred.scores.get, reverse=True)
-    assert "trajectory" not in pred.extra  # a still image has no timeline
+    assert len(pred.frames) == 1 and pred.frames.main.all()  # a still image: one frame
 
 
 def test_video_keeps_a_per_frame_trajectory(
     recognizer: SpecialistRecognizer, asset: Callable[[str], Path]
 ) -> None:
     (pred,) = recognizer.predict([Sample("clip", asset("feat-video-single-face"))])
-    trajectory = pred.extra["trajectory"]
+    frames = pred.frames
     assert pred.extra["frames_sampled"] == 72 and pred.extra["frames_with_face"] == 72
-    assert np.all(np.diff(trajectory["times"]) > 0)
-    probs = np.array(trajectory["probs"])
-    assert probs.shape == (72, 7)
+    assert np.all(np.diff(frames.time) > 0) and np.array_equal(frames.index, np.arange(72))
+    probs = frames.probs
+    assert probs.shape == (72, 7) and probs.dtype == np.float32
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)
-    happy = probs[:, list(trajectory["labels"]).index("happy")]
+    assert frames.main.all() and (frames.track == 0).all()
+    happy = probs[:, list(frames.labels).index("happy")]
     assert happy[30:50].mean() > happy[:10].mean() + 0.3  # the smile is in the middle of the clip
     assert pred.top == "happy"
 

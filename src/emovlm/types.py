@@ -75,6 +75,31 @@ class Cost:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class FrameResults:
+    """Per-frame results of one sample: one row per analysed frame and face, as parallel arrays.
+
+    `index` (int64) is the frame's index in the source and `time` (float64) its time in
+    seconds; `probs` (N, len(labels)) float32 holds the label probabilities; `box` (N, 4)
+    float32 the face box in displayed pixels; `track` (int32) a face id stable across frames,
+    -1 on the row of a frame where no face was found (its probabilities and box are NaN);
+    `main` (bool) marks the rows of the main face, which the clip label is computed from.
+    Rows are in time order, faces of one frame by track id.
+    """
+
+    labels: tuple[str, ...]
+    index: np.ndarray
+    time: np.ndarray
+    probs: np.ndarray
+    box: np.ndarray
+    track: np.ndarray
+    main: np.ndarray
+
+    def __len__(self) -> int:
+        """Number of rows."""
+        return len(self.index)
+
+
 @dataclass(frozen=True)
 class Prediction:
     """A recognizer's answer for one sample.
@@ -82,6 +107,7 @@ class Prediction:
     `labels` is ranked, most likely first. Answers outside the label space are kept as their
     normalised text (they never equal a label name); `status` says whether the top answer is a
     label (ok), an out-of-set word, unparseable, or the sample failed (`reason` says why).
+    `frames` holds per-frame results where the recognizer has them (the specialist on video).
     """
 
     sample_id: str
@@ -92,6 +118,7 @@ class Prediction:
     reason: str = ""
     cost: Cost = field(default_factory=Cost)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    frames: FrameResults | None = None
 
     @property
     def top(self) -> str | None:

@@ -107,6 +107,28 @@ def iter_frames(path: Path | str, step: int = 1, *, fps: float | None = None) ->
     )
 
 
+def stream_frames(
+    path: Path | str, indices: Sequence[int], *, fps: float | None = None
+) -> Iterator[Frame]:
+    """Decode the frames at `indices` in time order (each once), holding one at a time.
+
+    The streaming form of `read_frames` for long videos: bad arguments and paths raise at the
+    call; a frame that does not decode (a truncated file) raises MediaError while iterating,
+    after every frame before it that did.
+    """
+    path = Path(path)
+    rate = _still_fps(fps)
+    kind = _media_kind(path)
+    wanted = sorted({operator.index(index) for index in indices})
+    if wanted and wanted[0] < 0:
+        raise InputError(f"{path}: frame index {wanted[0]} is negative; indices start at 0.")
+    if kind == "video":
+        return _stream_video(path, wanted)
+    files = _still_files(path, kind)
+    _check_indices_exist(path, wanted, len(files))
+    return (Frame(load_image(files[index]), index / rate, index) for index in wanted)
+
+
 def load_image(path: Path | str) -> np.ndarray:
     """Read an image as RGB uint8 (H, W, 3): EXIF orientation applied, alpha dropped, grey to 3."""
     path = Path(path)
@@ -503,28 +525,46 @@ def _probe_video(path: Path) -> MediaInfo:
 def _read_video(path: Path, indices: Sequence[int], wanted: list[int]) -> Clip:
     """Decode the wanted frames of a video, seeking over stretches that hold no wanted frame."""
     with _VideoFile(path) as video:
-        _check_indices_exist(path, wanted, video.table.count)
-        wanted_set = set(wanted)
-        images: dict[int, np.ndarray] = {}
-        frames = video.frames()
-        position = 0  # index just after the furthest frame decoded so far
-        for target in wanted:
-            if target < position:
-                continue  # decoding passed it without producing it: reported below
-            frames = video.frames_from_keyframe(target, position) or frames
-            for index, frame in frames:
-                position = max(position, index + 1)
-                if index in wanted_set and index not in images:
-                    images[index] = _rgb(frame)
-                if index >= target:
-                    break
-        missing = [index for index in wanted if index not in images]
-        if missing:
-            raise video.shortfall(f"frame(s) {_listed(missing)} did not decode", len(images))
+        images = {frame.index: frame for frame in _wanted_frames(video, wanted)}
         frames_out = tuple(
-            Frame(image, video.time_of(index), index) for index, image in _in_order(indices, images)
+            Frame(image, images[index].time, index)
+            for index, image in _in_order(indices, {i: f.image for i, f in images.items()})
         )
         return Clip(frames_out, video.fps, video.table.count, video.duration())
+
+
+def _wanted_frames(video: _VideoFile, wanted: list[int]) -> Iterator[Frame]:
+    """The frames at sorted, distinct `wanted` indices in time order, seeking over long stretches.
+
+    Raises MediaError after the frames that decoded when any wanted frame did not.
+    """
+    _check_indices_exist(video.path, wanted, video.table.count)
+    wanted_set = set(wanted)
+    frames = video.frames()
+    position = 0  # index just after the furthest frame decoded so far
+    last = -1  # index of the last frame handed out: frames go out in time order, once
+    handed: set[int] = set()
+    for target in wanted:
+        if target < position:
+            continue  # decoding passed it without producing it: reported below
+        frames = video.frames_from_keyframe(target, position) or frames
+        for index, frame in frames:
+            position = max(position, index + 1)
+            if index in wanted_set and index > last:
+                last = index
+                handed.add(index)
+                yield Frame(_rgb(frame), video.time_of(index), index)
+            if index >= target:
+                break
+    if len(handed) < len(wanted):
+        missing = [index for index in wanted if index not in handed]
+        raise video.shortfall(f"frame(s) {_listed(missing)} did not decode", len(handed))
+
+
+def _stream_video(path: Path, wanted: list[int]) -> Iterator[Frame]:
+    """`_wanted_frames` of a video file that is opened on the first frame asked for."""
+    with _VideoFile(path) as video:
+        yield from _wanted_frames(video, wanted)
 
 
 def _iter_video(path: Path, step: int) -> Iterator[Frame]:

@@ -36,9 +36,6 @@ class _Candidates:
         return rounded.take(rounded.boxes[:, 2] - rounded.boxes[:, 0] >= 1)
 
 
-_NO_HITS = (np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0), np.zeros((0, 4)))
-
-
 def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Move each box edge by its offset times the box's width (x) or height (y)."""
     size = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, axis=1)
@@ -48,6 +45,40 @@ def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
     """A tensor as a float64 numpy array on the CPU."""
     return tensor.cpu().numpy().astype(np.float64)
+
+
+def grouped_nms_torch(
+    boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """`grouped_nms` (IoU) on tensors, on their device: indices kept, by group, best first.
+
+    Exact greedy suppression, run for every group at once: each round keeps the best remaining
+    box of each group and drops the boxes of its group that overlap it more than `threshold`,
+    so there are as many rounds as the most boxes any one group keeps.
+    """
+    order = torch.argsort(scores, descending=True, stable=True)
+    order = order[torch.argsort(groups[order], stable=True)]
+    boxes, groups = boxes[order].double(), groups[order]
+    areas = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+    remaining = torch.ones(len(order), dtype=torch.bool, device=boxes.device)
+    kept = [torch.zeros(0, dtype=torch.long, device=boxes.device)]
+    while True:
+        alive = remaining.nonzero().squeeze(1)
+        if not len(alive):
+            break
+        first = torch.ones_like(alive, dtype=torch.bool)
+        first[1:] = groups[alive[1:]] != groups[alive[:-1]]
+        best = alive[first]
+        kept.append(best)
+        rival = best[torch.cumsum(first, 0) - 1]
+        low = torch.maximum(boxes[alive, :2], boxes[rival, :2])
+        high = torch.minimum(boxes[alive, 2:], boxes[rival, 2:])
+        inter = (high - low).clamp(min=0).prod(dim=1)
+        overlap = inter / (areas[alive] + areas[rival] - inter).clamp(min=1e-12)
+        remaining[alive[overlap > threshold]] = False
+        remaining[best] = False
+    kept_sorted = torch.cat(kept)
+    return order[kept_sorted[torch.argsort(kept_sorted)]]
 
 
 def _normalise(batch: torch.Tensor, device: str) -> torch.Tensor:
@@ -112,7 +143,7 @@ class MTCNNDetector:
         min_face_fraction: float = 0.0,
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         factor: float = 0.709,
-        batch_size: int = 8,
+        batch_size: int = 32,
     ) -> None:
         """Load the three networks onto `device`, fetching their weights on first use."""
         self.device = device
@@ -123,63 +154,94 @@ class MTCNNDetector:
         self.batch_size = batch_size
         self.pnet, self.rnet, self.onet = load_mtcnn_nets(device)
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
-        """Faces in each RGB uint8 image, highest probability first."""
+    searches_face_range = True
+    """`detect` can look for faces of a given size only (`face_range`), as trackers ask it to."""
+
+    def detect(
+        self, images: Sequence[np.ndarray], face_range: tuple[float, float] | None = None
+    ) -> list[list[Face]]:
+        """Faces in each RGB uint8 image, highest probability first.
+
+        `face_range` (smallest, largest face side in pixels) keeps only the pyramid levels
+        that look for faces of about that size: far less work when the face size is known.
+        """
         for image in images:
             check_rgb_image(image)
         if not images:
             return []
         images = [np.ascontiguousarray(image) for image in images]
         with torch.inference_mode():
-            candidates = self._propose(images)
+            candidates = self._propose(images, face_range)
             candidates = self._refine(images, candidates)
             return self._finish(images, candidates)
 
-    def _scales(self, height: int, width: int) -> list[float]:
-        """Pyramid scales that map faces from `min_face_size` up to the whole image onto 12 px."""
+    def _scales(
+        self, height: int, width: int, face_range: tuple[float, float] | None = None
+    ) -> list[float]:
+        """Pyramid scales that map faces from `min_face_size` up to the whole image onto 12 px.
+
+        With `face_range`, only the scales whose 12-pixel window is a face inside the range
+        (the nearest one when none is).
+        """
         first = _CELL / max(self.min_face_size, self.min_face_fraction * min(height, width))
         count = max(0, math.floor(math.log(_CELL / (min(height, width) * first), self.factor)) + 1)
-        return [first * self.factor**k for k in range(count)]
+        scales = [first * self.factor**k for k in range(count)]
+        if face_range is None or not scales:
+            return scales
+        low, high = face_range
+        inside = [scale for scale in scales if low <= _CELL / scale <= high]
+        middle = math.sqrt(low * high)
+        return inside or [min(scales, key=lambda scale: abs(math.log(_CELL / scale / middle)))]
 
-    def _propose(self, images: list[np.ndarray]) -> _Candidates:
-        """Stage 1: P-Net over the pyramid of every image, NMS per scale, then across scales."""
+    def _propose(
+        self, images: list[np.ndarray], face_range: tuple[float, float] | None
+    ) -> _Candidates:
+        """Stage 1: P-Net over the pyramid of every image, NMS per scale, then across scales.
+
+        Same-size images go through each level together, and suppression runs in torch on the
+        model's device; only the surviving proposals come back to the host.
+        """
         by_shape: dict[tuple[int, int], list[int]] = {}
         for index, image in enumerate(images):
             by_shape.setdefault(image.shape[:2], []).append(index)
-        found = [_NO_HITS]
+        found = []
         for (height, width), indices in by_shape.items():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
                 level = [images[i] for i in chunk]
-                for scale in self._scales(height, width):
+                for scale in self._scales(height, width, face_range):
                     # Each level is shrunk from the previous one: far less work than from full size.
                     size = (math.ceil(width * scale), math.ceil(height * scale))
                     level = [
                         cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in level
                     ]
                     found.append(self._pnet_at_scale(np.stack(level), chunk, scale))
-        image_index, boxes, scores, offsets = (
-            np.concatenate(part) for part in zip(*found, strict=True)
-        )
-        keep = grouped_nms(boxes, scores, image_index, 0.7)
-        return _Candidates(
-            image_index[keep], square(_regress(boxes[keep], offsets[keep])), scores[keep]
-        )
+        if not found:
+            return _Candidates(np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0))
+        image_index, boxes, scores, offsets = (torch.cat(part) for part in zip(*found, strict=True))
+        keep = grouped_nms_torch(boxes, scores, image_index, 0.7)
+        boxes = boxes[keep]
+        size = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, dim=1)
+        regressed = (boxes + offsets[keep] * size).cpu().numpy()
+        return _Candidates(image_index[keep].cpu().numpy(), square(regressed), _numpy(scores[keep]))
 
     def _pnet_at_scale(
         self, resized: np.ndarray, indices: list[int], scale: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """P-Net windows above threshold in images already resized to `scale`, NMS per image."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """P-Net windows above threshold in images already resized to `scale`, NMS per image.
+
+        Returns (image index, box, score, offsets) tensors on the model's device.
+        """
         pixels = torch.from_numpy(resized).permute(0, 3, 1, 2)
         probability, offsets = self.pnet(_normalise(pixels, self.device))
         hits = (probability >= self.thresholds[0]).nonzero()
         batch_pos, row, col = hits[:, 0], hits[:, 1], hits[:, 2]
-        scores = _numpy(probability[batch_pos, row, col])
-        offsets = _numpy(offsets[batch_pos, :, row, col])
-        corner = _numpy(torch.stack([col, row], dim=1)) * _STRIDE
-        boxes = np.concatenate([corner, corner + _CELL], axis=1) / scale
-        image_index = np.asarray(indices, dtype=np.int64)[batch_pos.cpu().numpy()]
-        keep = grouped_nms(boxes, scores, image_index, 0.5)
+        scores = probability[batch_pos, row, col].double()
+        offsets = offsets[batch_pos, :, row, col].double()
+        corner = torch.stack([col, row], dim=1).double() * _STRIDE
+        boxes = torch.cat([corner, corner + _CELL], dim=1) / scale
+        image_index = torch.as_tensor(indices, device=hits.device)[batch_pos]
+        keep = grouped_nms_torch(boxes, scores, image_index, 0.5)
         return image_index[keep], boxes[keep], scores[keep], offsets[keep]
 
     def _crops(self, images: list[np.ndarray], candidates: _Candidates, size: int) -> torch.Tensor:

@@ -217,14 +217,10 @@ class SpecialistDescriber:
             if prediction.status is Status.FAILED:
                 motions.append(Motion(cost=cost, error=prediction.reason))
                 continue
-            trajectory = prediction.extra.get(
-                "trajectory", {"times": [], "probs": [], "labels": []}
-            )
-            probs = np.asarray(trajectory["probs"], dtype=float)
+            frames = prediction.frames  # every answered sample of the specialist has them
+            times, probs = frames.time[frames.main], frames.probs[frames.main]
             texts = tuple(
-                describe_trajectory(
-                    trajectory["times"], probs, trajectory["labels"], w.start, w.end, self.wording
-                )
+                describe_trajectory(times, probs, frames.labels, w.start, w.end, self.wording)
                 for w in clip.windows
             )
             frames_seen = prediction.extra.get("frames_with_face", 0)

@@ -1,10 +1,16 @@
-"""The offline specialist recognizer: faces → per-frame expression probabilities → clip label."""
+"""The offline specialist recognizer: faces → per-frame expression probabilities → clip label.
+
+A video streams through in chunks of `CHUNK_FRAMES` sampled frames: decode → detect and track
+faces → crop → expression model. Only per-frame results (model outputs, boxes, times) are
+kept, never the frames, so memory does not grow with the video's length.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -13,13 +19,22 @@ from emovlm.backends.base import EXPRESSION_MODELS, ExpressionModel
 from emovlm.errors import InputError, MediaError
 from emovlm.faces.crop import crop_face
 from emovlm.faces.registry import get_face_detector
-from emovlm.faces.track import track_faces
+from emovlm.faces.stream import FaceTracker, TrackedFace
 from emovlm.frames import parse_sampler
 from emovlm.labels import LabelSpace
 from emovlm.recognizers.aggregate import AGGREGATORS
 from emovlm.train.heads import Head, load_head
-from emovlm.types import Clip, Cost, Prediction, Sample, Status
-from emovlm.video import probe, read_frames
+from emovlm.types import Cost, Frame, FrameResults, Prediction, Sample, Status
+from emovlm.video import probe, stream_frames
+
+CHUNK_FRAMES = 128
+"""Sampled frames decoded, tracked, cropped and classified together; nothing more is held."""
+
+MAX_GAPS = 100
+"""Gaps listed per sample in `extra["gaps"]`; `extra["n_gaps"]` counts them all."""
+
+GAP_SECONDS = 1.0
+"""A jump between analysed frames of more than this (and 4 median spacings) is a gap."""
 
 
 def class_map(source: Sequence[str], target: LabelSpace) -> np.ndarray:
@@ -32,15 +47,28 @@ def class_map(source: Sequence[str], target: LabelSpace) -> np.ndarray:
     return matrix
 
 
-@dataclass
-class FaceCrops:
-    """One sample's frames and face crops waiting for the batched model call."""
+@dataclass(frozen=True)
+class FaceRows:
+    """One sample analysed: one row per analysed frame and face (track -1: no face in that frame).
 
-    sample: Sample
-    clip: Clip
-    frame_ids: list[int]
-    crops: list[np.ndarray]
+    `outputs` holds the expression model's probabilities, or its features with `embed`, for
+    the rows with a face (NaN elsewhere); `gaps` lists stretches without results.
+    """
+
+    index: np.ndarray
+    time: np.ndarray
+    box: np.ndarray
+    track: np.ndarray
+    main: np.ndarray
+    outputs: np.ndarray
+    frames_sampled: int
+    gaps: list[dict[str, Any]]
     seconds: float
+
+    @property
+    def has_face(self) -> np.ndarray:
+        """Rows that hold a face."""
+        return self.track >= 0
 
 
 class SpecialistRecognizer:
@@ -49,7 +77,8 @@ class SpecialistRecognizer:
     With `head` (a file written by `emovlm finetune --target specialist`) the model's own
     classifier and class mapping are replaced by the trained head, which reads the model's
     penultimate features and answers in the dataset's own label space; `model` then defaults to
-    the expression model the head was trained on.
+    the expression model the head was trained on. With `all_faces`, every tracked face gets
+    per-frame rows in `Prediction.frames`; the clip label always comes from the main face.
     """
 
     name = "specialist"
@@ -67,6 +96,7 @@ class SpecialistRecognizer:
         multi_label_threshold: float = 0.2,
         device: str = "cpu",
         head: str | None = None,
+        all_faces: bool = False,
     ) -> None:
         if aggregate not in AGGREGATORS:
             raise InputError(
@@ -85,6 +115,7 @@ class SpecialistRecognizer:
         self.aggregate = aggregate
         self.threshold = multi_label_threshold
         self.device = device
+        self.all_faces = all_faces
         self.model: ExpressionModel = EXPRESSION_MODELS.get(model)(device=device)
         detector_settings = {"min_face_fraction": min_face} if faces == "mtcnn" else {}
         self.detector = get_face_detector(faces, device=device, **detector_settings)
@@ -98,6 +129,8 @@ class SpecialistRecognizer:
         )
         if len(self.unreachable) == len(label_space):
             raise InputError(f"model {model!r} cannot output any label of {label_space.name!r}")
+        # Warm up on the real input size, so the first sample is not timed with the set-up.
+        self.model.predict_proba([np.zeros((self.model.input_size,) * 2 + (3,), np.uint8)])
 
     def config(self) -> Mapping[str, Any]:
         """The settings that determine this recognizer's answers."""
@@ -112,67 +145,106 @@ class SpecialistRecognizer:
             "frames": str(self.sampler),
             "aggregate": self.aggregate,
             "multi_label_threshold": self.threshold,
+            "all_faces": self.all_faces,
             "unreachable_labels": list(self.unreachable),
             **head,
         }
 
     def predict(self, samples: Sequence[Sample]) -> list[Prediction]:
-        """Predict a batch: one model call over every face crop of every sample in the batch."""
-        results: dict[str, Prediction] = {}
-        pending: list[FaceCrops] = []
-        for sample in samples:
-            try:
-                pending.append(self.face_crops(sample))
-            except MediaError as exc:
-                results[sample.id] = Prediction.failed(sample.id, str(exc))
-        all_crops = [crop for item in pending for crop in item.crops]
-        model_start = time.perf_counter()
-        outputs = (
-            self.model.embed(all_crops)
-            if self.head is not None
-            else self.model.predict_proba(all_crops)
-        )
-        seconds_per_crop = (time.perf_counter() - model_start) / max(1, len(all_crops))
-        offset = 0
-        for item in pending:
-            n = len(item.crops)
-            model_seconds = n * seconds_per_crop
-            results[item.sample.id] = self._finish(
-                item, outputs[offset : offset + n], model_seconds
-            )
-            offset += n
-        return [results[s.id] for s in samples]
+        """Predict a batch, streaming each sample's frames through in bounded chunks."""
+        return [self._predict_one(sample) for sample in samples]
 
-    def face_crops(self, sample: Sample) -> FaceCrops:
-        """Read the sampled frames, find and track the face, and crop it at the model's input size."""
+    def analyse(self, sample: Sample, *, embed: bool = False) -> FaceRows:
+        """Stream the sampled frames through tracking, cropping and the model; keep only rows.
+
+        Raises MediaError when the media cannot be read or no frame has a face; a stream that
+        breaks off after some frames keeps them and lists the rest as a gap.
+        """
         started = time.perf_counter()
         info = probe(sample.media)
-        indices = self.sampler.indices(info.frame_count, info.fps)
-        clip = read_frames(sample.media, indices)
-        images = [frame.image for frame in clip.frames]
-        faces = track_faces(images, self.detector, step=self.face_step, person_box=sample.box)
-        frame_ids = [i for i, face in enumerate(faces) if face is not None]
-        if not frame_ids:
+        frames = stream_frames(sample.media, self.sampler.indices(info.frame_count, info.fps))
+        tracker = FaceTracker(
+            self.detector, self.face_step, person_box=sample.box, all_faces=self.all_faces
+        )
+        parts: list[dict[str, np.ndarray]] = []
+        sampled, gaps = 0, []
+        try:
+            for chunk in _chunks(frames, CHUNK_FRAMES):
+                sampled += len(chunk)
+                parts.append(self._rows(tracker.feed(chunk), embed))
+        except MediaError as exc:
+            if not sampled:
+                raise
+            gaps.append({"start": None, "end": info.duration, "reason": f"not decoded: {exc}"})
+        parts.append(self._rows(tracker.finish(), embed))
+        rows = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        if not (rows["track"] >= 0).any():
             raise MediaError(
-                f"{sample.media}: no face found in {len(images)} frame(s) with --faces {self.faces}; "
+                f"{sample.media}: no face found in {sampled} frame(s) with --faces {self.faces}; "
                 "if the media are already face crops use --faces none, or try --faces haar"
             )
+        if gaps:
+            gaps[0]["start"] = float(rows["time"][-1])
+        return FaceRows(
+            **rows,
+            frames_sampled=sampled,
+            gaps=_gaps(rows["time"], rows["track"], rows["index"]) + gaps,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _rows(
+        self, settled: list[tuple[Frame, list[TrackedFace]]], embed: bool
+    ) -> dict[str, np.ndarray]:
+        """Rows for settled frames: one per face (or one per faceless frame), model outputs added."""
         size = self.model.input_size
-        crops = [crop_face(images[i], faces[i], size=size) for i in frame_ids]
-        return FaceCrops(sample, clip, frame_ids, crops, time.perf_counter() - started)
+        rows = [(frame, face) for frame, faces in settled for face in (faces or [None])]
+        crops = [crop_face(frame.image, face.face, size=size) for frame, face in rows if face]
+        model_outputs = self.model.embed(crops) if embed else self.model.predict_proba(crops)
+        has_face = np.array([face is not None for _, face in rows], dtype=bool)
+        outputs = np.full((len(rows), model_outputs.shape[1]), np.nan, dtype=np.float32)
+        outputs[has_face] = model_outputs
+        boxes = np.full((len(rows), 4), np.nan, dtype=np.float32)
+        boxes[has_face] = np.reshape([face.face.box for _, face in rows if face], (-1, 4))
+        return {
+            "index": np.array([frame.index for frame, _ in rows], dtype=np.int64),
+            "time": np.array([frame.time for frame, _ in rows], dtype=np.float64),
+            "box": boxes,
+            "track": np.array([face.track if face else -1 for _, face in rows], dtype=np.int32),
+            "main": np.array([bool(face and face.main) for _, face in rows], dtype=bool),
+            "outputs": outputs,
+        }
 
-    def _label_probs(self, outputs: np.ndarray) -> np.ndarray:
-        """Per-frame label probabilities: the head's from features, or the model's mapped by name."""
-        if self.head is not None:
-            return self.head.frame_probs(outputs)
-        mapped = outputs @ self.mapping
-        return mapped / np.clip(mapped.sum(axis=1, keepdims=True), 1e-12, None)
+    def _label_probs(self, rows: FaceRows) -> np.ndarray:
+        """Label probabilities of every row: the head's from features, or the model's by name.
 
-    def _finish(
-        self, item: FaceCrops, frame_outputs: np.ndarray, model_seconds: float
-    ) -> Prediction:
-        mapped = self._label_probs(frame_outputs)
-        clip_probs = AGGREGATORS[self.aggregate](mapped, self.label_space)
+        A head reads each face's features in time order: the main face's rows as one sequence,
+        every other track's rows as its own. Faceless rows are NaN.
+        """
+        probs = np.full((len(rows.index), len(self.label_space)), np.nan, dtype=np.float32)
+        if self.head is None:
+            mapped = rows.outputs[rows.has_face] @ self.mapping
+            probs[rows.has_face] = mapped / np.clip(mapped.sum(axis=1, keepdims=True), 1e-12, None)
+            return probs
+        probs[rows.main] = self.head.frame_probs(rows.outputs[rows.main])
+        for track in np.unique(rows.track[rows.has_face & ~rows.main]):
+            mine = (rows.track == track) & ~rows.main
+            probs[mine] = self.head.frame_probs(rows.outputs[mine])
+        return probs
+
+    def _predict_one(self, sample: Sample) -> Prediction:
+        """One sample's prediction; unreadable or faceless media give a failed one."""
+        started = time.perf_counter()
+        try:
+            rows = self.analyse(sample, embed=self.head is not None)
+        except MediaError as exc:
+            return Prediction.failed(
+                sample.id, str(exc), Cost(seconds=time.perf_counter() - started)
+            )
+        return self._finish(sample, rows)
+
+    def _finish(self, sample: Sample, rows: FaceRows) -> Prediction:
+        probs = self._label_probs(rows)
+        clip_probs = AGGREGATORS[self.aggregate](probs[rows.main], self.label_space)
         labels = self.label_space.labels
         order = np.argsort(-clip_probs, kind="stable")
         ranked = tuple(labels[j] for j in order)
@@ -180,21 +252,66 @@ class SpecialistRecognizer:
             chosen = [labels[j] for j in order if clip_probs[j] >= self.threshold]
             ranked = tuple(chosen or ranked[:1])
         extra: dict[str, Any] = {
-            "frames_sampled": len(item.clip.frames),
-            "frames_with_face": len(item.frame_ids),
+            "frames_sampled": rows.frames_sampled,
+            "frames_with_face": int(rows.main.sum()),
         }
-        if len(item.clip.frames) > 1:
-            times = [item.clip.frames[i].time for i in item.frame_ids]
-            extra["trajectory"] = {
-                "times": times,
-                "labels": list(labels),
-                "probs": mapped.round(5).tolist(),
-            }
+        if rows.gaps:
+            extra["gaps"] = rows.gaps[:MAX_GAPS]
+            extra["n_gaps"] = len(rows.gaps)
+        frames = FrameResults(
+            labels=tuple(labels),
+            index=rows.index,
+            time=rows.time,
+            probs=probs,
+            box=rows.box,
+            track=rows.track,
+            main=rows.main,
+        )
         return Prediction(
-            sample_id=item.sample.id,
+            sample_id=sample.id,
             labels=ranked,
             scores={lab: float(clip_probs[j]) for j, lab in enumerate(labels)},
             status=Status.OK,
-            cost=Cost(seconds=item.seconds + model_seconds),
+            cost=Cost(seconds=rows.seconds),
             extra=extra,
+            frames=frames,
         )
+
+
+def _chunks(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
+    """Consecutive lists of at most `size` frames."""
+    iterator = iter(frames)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _gaps(times: np.ndarray, track: np.ndarray, index: np.ndarray) -> list[dict[str, Any]]:
+    """Stretches without a result: frames where no face was found, and jumps in time.
+
+    A jump is a step between analysed frames longer than `GAP_SECONDS` and than 4 median steps
+    (a variable frame rate that stalls, dropped frames, or a sparse sampler's own spacing).
+    """
+    gaps: list[dict[str, Any]] = []
+    frame_starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+    frame_times, faceless = times[frame_starts], track[frame_starts] < 0
+    edges = np.flatnonzero(np.diff(np.r_[0, faceless.astype(np.int8), 0]))
+    for first, past in zip(edges[::2], edges[1::2], strict=True):
+        gaps.append(
+            {
+                "start": float(frame_times[first]),
+                "end": float(frame_times[past - 1]),
+                "reason": "no face",
+            }
+        )
+    steps = np.diff(frame_times)
+    if len(steps):
+        limit = max(GAP_SECONDS, 4 * float(np.median(steps)))
+        for i in np.flatnonzero(steps > limit):
+            gaps.append(
+                {
+                    "start": float(frame_times[i]),
+                    "end": float(frame_times[i + 1]),
+                    "reason": "no frames in the stream",
+                }
+            )
+    return sorted(gaps, key=lambda gap: gap["start"])

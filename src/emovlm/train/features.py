@@ -1,7 +1,8 @@
 """Per-frame face features of labelled samples, from a frozen expression model, extracted once and cached.
 
-Frames, faces and crops come from the specialist recognizer's own pipeline, so a head sees at
-training time exactly the features it will see at evaluation. Each sample's features are cached
+Frames, faces and crops come from the specialist recognizer's own pipeline (streamed in bounded
+chunks: only the features are kept), so a head sees at training time exactly the features it
+will see at evaluation. Each sample's features are cached
 in one file keyed by the expression model, the face and frame settings, the person box and the
 media's path, modification time and size: a second training on the same data reads features
 instead of running face detection again.
@@ -26,7 +27,7 @@ from emovlm.recognizers.specialist import SpecialistRecognizer
 from emovlm.run.progress import EvalProgress
 from emovlm.types import Sample, Status
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 """Bumped when the cached arrays' meaning changes, so old cache files are not reused."""
 
 
@@ -130,8 +131,7 @@ class FeatureExtractor:
         found: dict[str, FrameFeatures],
         result: ExtractedFeatures,
     ) -> list[Status]:
-        """Fill `found` for one batch: cached samples are read, the rest share one model call."""
-        to_run = []
+        """Fill `found` for one batch: cached samples are read, the rest streamed through the model."""
         for sample in batch:
             try:
                 key = self.cache_key(sample)
@@ -144,19 +144,13 @@ class FeatureExtractor:
                 result.n_from_cache += 1
                 continue
             try:
-                to_run.append((key, self.pipeline.face_crops(sample)))
+                rows = self.pipeline.analyse(sample, embed=True)
             except MediaError as exc:
                 result.failed[sample.id] = str(exc)
-        crops = [crop for _, item in to_run for crop in item.crops]
-        embeddings = self.pipeline.model.embed(crops)
-        offset = 0
-        for key, item in to_run:
-            n = len(item.crops)
-            times = np.array([item.clip.frames[i].time for i in item.frame_ids], dtype=np.float64)
-            features = FrameFeatures(embeddings[offset : offset + n], times)
-            offset += n
+                continue
+            features = FrameFeatures(rows.outputs[rows.main], rows.time[rows.main])
             self._write(key, features)
-            found[item.sample.id] = features
+            found[sample.id] = features
         return [Status.OK if s.id in found else Status.FAILED for s in batch]
 
     def _path(self, key: str) -> Path:
