@@ -123,6 +123,7 @@ class OpenAIVLM:
         rpm: float | None = None,
         tpm: float | None = None,
         image_size: int = 32,
+        revision: str | None = None,
     ) -> None:
         if urlsplit(base_url).scheme not in {"http", "https"}:
             raise InputError(f"--base-url {base_url!r} must start with http:// or https://")
@@ -137,6 +138,7 @@ class OpenAIVLM:
         self.backoff, self.top_logprobs, self.jpeg_quality = backoff, top_logprobs, jpeg_quality
         self._checked: set[str] = set()
         self.frames_as, self.image_size = frames_as, image_size
+        self.revision = revision
         self._video: bool | None = {"images": False, "video": None, "auto": None}[frames_as]
         self.limiter = AdaptiveLimiter(concurrency)
         self._rpm = TokenBucket(rpm) if rpm else None
@@ -156,13 +158,15 @@ class OpenAIVLM:
         return _KEY_LIKE.sub("[redacted]", text)
 
     def fingerprint(self) -> Mapping[str, Any]:
-        """Server URL (without credentials), model name, and `frames_as: video` when clips go as
-        MP4 (with `auto` the server is asked first)."""
+        """Server URL (without credentials), model name, the user-given model `revision` if any,
+        and `frames_as: video` when clips go as MP4 (with `auto` the server is asked first)."""
         video = {"frames_as": "video"} if self.sends_video() else {}
+        revision = {"revision": self.revision} if self.revision else {}
         return {
             "backend": self.name,
             "base_url": _public_url(self.base_url),
             "model": self.model,
+            **revision,
             **video,
         }
 
@@ -279,7 +283,10 @@ class OpenAIVLM:
         flight; with `labels`, label log-probabilities as `score`. Never raises, as `_call`."""
         messages = await asyncio.to_thread(self._messages, request)  # JPEG work off the loop
         body = self._body(settings, score=labels is not None)
-        return await self._call(client, messages, body, lambda c: self._answer(c, labels))
+        tokens = self.estimate_tokens(request) if self._tpm else None
+        return await self._call(
+            client, messages, body, lambda c: self._answer(c, labels), tokens=tokens
+        )
 
     def _run(
         self,
