@@ -46,7 +46,12 @@ def markdown_text(text: Any) -> str:
     return " ".join(escaped.replace("|", "\\|").split())
 
 
-_TEMPLATES.filters.update(percent=percent, interval=interval, md=markdown_text)
+def error(value: float | None) -> str:
+    """A mean absolute error: 1.2345 → '1.23'; None → '—'."""
+    return "—" if value is None else f"{value:.2f}"
+
+
+_TEMPLATES.filters.update(percent=percent, interval=interval, md=markdown_text, error=error)
 
 
 def sink_sentence(metrics: Mapping) -> str:
@@ -79,11 +84,16 @@ def write_report(
     title: str,
     predictions: Sequence[Prediction] = (),
     gold: Sequence[Sequence[str]] = (),
+    n_predictions: int | None = None,
+    n_timelines: int | None = None,
 ) -> dict[str, Path]:
     """Write metrics.json, report.md (+ figures/*.png) and a self-contained report.html to out_dir.
 
     `predictions[i]` pairs with `gold[i]`; they feed the example table and the emotion timelines
-    (from `extra["trajectory"]`). Returns the written paths by kind.
+    (from `extra["trajectory"]`). For a large run, pass only the rows the report shows, in run
+    order — those of `ExamplePicker.ids` and the first MAX_TIMELINES with a trajectory — and the
+    run's number of predictions and of trajectories as `n_predictions` and `n_timelines`.
+    Returns the written paths by kind.
     """
     if gold and len(gold) != len(predictions):
         raise InputError(
@@ -109,10 +119,14 @@ def write_report(
         "out_of_set": list(metrics.get("out_of_set_answers", {}).items())[:20],
         "figures": {name: base64.b64encode(png).decode("ascii") for name, png in figures.items()},
         "timelines": [(sid, base64.b64encode(png).decode("ascii")) for sid, png in timelines],
-        "n_timelines": sum(1 for p in predictions if _trajectory(p) is not None),
+        "n_timelines": (
+            sum(1 for p in predictions if _trajectory(p) is not None)
+            if n_timelines is None
+            else n_timelines
+        ),
         "max_timelines": MAX_TIMELINES,
         "examples": examples,
-        "n_predictions": len(predictions),
+        "n_predictions": len(predictions) if n_predictions is None else n_predictions,
     }
     paths = {
         "json": out_dir / "metrics.json",
@@ -196,14 +210,40 @@ def _timelines(predictions: Sequence[Prediction]) -> list[tuple[str, bytes]]:
     return drawn
 
 
+_GROUPS = ("odd", "wrong", "right")
+
+
+class ExamplePicker:
+    """Picks, from predictions fed chunk by chunk in run order, the ids the example table can show:
+    the first MAX_EXAMPLES of each group (odd answers, wrong ones, right ones)."""
+
+    def __init__(self) -> None:
+        self._taken = dict.fromkeys(_GROUPS, 0)
+        self.ids: list[str] = []
+
+    def add(self, predictions: Sequence[Prediction], gold: Sequence[Sequence[str]]) -> None:
+        """Look at the next chunk; `predictions[i]` pairs with `gold[i]`."""
+        for prediction, gold_labels in zip(predictions, gold, strict=True):
+            group, _ = _group(prediction, tuple(gold_labels))
+            if self._taken[group] < MAX_EXAMPLES:
+                self._taken[group] += 1
+                self.ids.append(prediction.sample_id)
+
+
+def _group(prediction: Prediction, gold_labels: tuple[str, ...]) -> tuple[str, bool]:
+    """The example group of a prediction (odd: not ok; wrong; right) and whether it is right."""
+    status = Status(prediction.status)
+    correct = status is Status.OK and prediction.top in gold_labels
+    return ("odd" if status is not Status.OK else ("right" if correct else "wrong")), correct
+
+
 def _examples(predictions: Sequence[Prediction], gold: Sequence[Sequence[str]]) -> list[dict]:
     """Up to MAX_EXAMPLES rows: odd answers (not ok) first, then wrong ones, then right ones."""
-    groups: dict[str, list[dict]] = {"odd": [], "wrong": [], "right": []}
+    groups: dict[str, list[dict]] = {name: [] for name in _GROUPS}
     for i, prediction in enumerate(predictions):
         gold_labels = tuple(gold[i]) if gold else ()
         status = Status(prediction.status)
-        correct = status is Status.OK and prediction.top in gold_labels
-        group = "odd" if status is not Status.OK else ("right" if correct else "wrong")
+        group, correct = _group(prediction, gold_labels)
         if len(groups[group]) >= MAX_EXAMPLES:
             continue
         raw = prediction.raw or prediction.reason

@@ -340,24 +340,34 @@ class _FailureStreak:
 def _with_report(
     summary: RunSummary, store: RunStore, entry: Mapping[str, Any], n_bootstrap: int, seed: int
 ) -> RunSummary:
-    """The summary with metrics scored from the stored rows and the report files written."""
-    from emovlm.eval.report import write_report
-    from emovlm.eval.scoring import score_predictions
+    """The summary with metrics scored from the stored rows and the report files written.
 
-    rows = sorted(zip(*store.rows(summary.config_key), strict=True), key=lambda r: r[0].sample_id)
-    predictions = [p for p, _ in rows]  # in sample-id order: the order answers came in varies
-    gold = [g for _, g in rows]
-    out_dir = report_dir(summary.run_dir, summary.config_key)
+    Rows are read in sample-id order (the order answers came in varies), a chunk of columns at a
+    time: memory does not grow with the run, only the rows the report shows are read whole.
+    """
+    from emovlm.eval.columns import ScoreColumns
+    from emovlm.eval.report import MAX_TIMELINES, ExamplePicker, write_report
+
+    key, space = summary.config_key, label_space_of(entry)
+    n_rows = store.count(key)
+    columns = ScoreColumns(space, n_rows)
+    picker = ExamplePicker()
+    for predictions, gold, gold_vad in store.chunks(key, scores=columns.multi):
+        columns.add(gold, predictions, gold_vad)
+        picker.add(predictions, gold)
+    metrics = columns.score(n_bootstrap, seed)
+    with_trajectory, n_timelines = store.first_with(key, "trajectory", MAX_TIMELINES)
+    shown, shown_gold = store.rows_by_id(key, sorted({*picker.ids, *with_trajectory}))
+    out_dir = report_dir(summary.run_dir, key)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = score_predictions(
-        gold, predictions, label_space_of(entry), n_bootstrap=n_bootstrap, seed=seed
-    )
     files = write_report(
         metrics,
         out_dir,
         title=_title(entry),
-        predictions=predictions,
-        gold=gold,
+        predictions=shown,
+        gold=shown_gold,
+        n_predictions=n_rows,
+        n_timelines=n_timelines,
     )
     return replace(summary, metrics=metrics, report_files=dict(files))
 

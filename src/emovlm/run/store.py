@@ -1,23 +1,38 @@
-"""The run store: one SQLite row per (configuration key, sample), written batch by batch."""
+"""The run store: one SQLite row per (configuration key, sample), written batch by batch.
+
+Rows are read back whole (`rows`) or, for scoring a run of any size, a chunk at a time with only
+the columns scoring and the report need (`chunks`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from emovlm.errors import InputError
 from emovlm.run.plain import to_plain
+from emovlm.thumbnails import EXTRA_KEY as THUMBNAILS_KEY
+from emovlm.thumbnails import MAX_PER_SAMPLE, decode_entries
 from emovlm.types import Cost, Prediction, Status
 
 STORE_FILE = "store.sqlite"
 """Name of the SQLite file inside a run folder."""
 
-SCHEMA_VERSION = 1
-"""Version of the table layout below; a store with another version is refused."""
+SCHEMA_VERSION = 2
+"""Version of the table layout below; schema 1 stores are upgraded on opening, newer ones refused.
+
+2: gold valence, arousal and dominance per row (NULL when the sample has none).
+"""
+
+CHUNK_ROWS = 10_000
+"""Rows per chunk of `RunStore.chunks`."""
+
+Vad = tuple[float, float, float]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -41,17 +56,34 @@ CREATE TABLE IF NOT EXISTS predictions (
     seconds REAL NOT NULL,
     extra TEXT NOT NULL,
     finished TEXT NOT NULL,
+    gold_valence REAL,
+    gold_arousal REAL,
+    gold_dominance REAL,
     UNIQUE (config_key, sample_id)
 );
+CREATE TABLE IF NOT EXISTS thumbnails (
+    config_key TEXT NOT NULL,
+    sample_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    caption TEXT NOT NULL,
+    jpeg BLOB NOT NULL,
+    PRIMARY KEY (config_key, sample_id, idx)
+);
 """
+_GOLD_VAD = ("gold_valence", "gold_arousal", "gold_dominance")
+_UPGRADE_FROM_1 = [f"ALTER TABLE predictions ADD COLUMN {c} REAL" for c in _GOLD_VAD]
 
 _COLUMNS = (
     "config_key", "sample_id", "gold", "labels", "scores", "raw", "status", "reason", "calls",
-    "input_tokens", "visual_tokens", "output_tokens", "seconds", "extra", "finished",
+    "input_tokens", "visual_tokens", "output_tokens", "seconds", "extra", "finished", *_GOLD_VAD,
 )  # fmt: skip
 _PLACEHOLDERS = ", ".join("?" * len(_COLUMNS))
 _INSERT = f"INSERT INTO predictions ({', '.join(_COLUMNS)}) VALUES ({_PLACEHOLDERS})"
-_READ_COLUMNS = ", ".join(_COLUMNS[1:-1])
+_READ_COLUMNS = ", ".join(_COLUMNS[1 : _COLUMNS.index("finished")])
+_CHUNK_COLUMNS = (
+    "sample_id, gold, labels, {scores}, CASE WHEN status = 'ok' THEN '' ELSE raw END, status, "
+    "reason, json_extract(extra, '$.vad'), gold_valence, gold_arousal, gold_dominance"
+)
 _UPDATED = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[2:])
 _IGNORE_EXISTING = f"{_INSERT} ON CONFLICT (config_key, sample_id) DO NOTHING"
 _REPLACE_EXISTING = f"{_INSERT} ON CONFLICT (config_key, sample_id) DO UPDATE SET {_UPDATED}"
@@ -61,8 +93,14 @@ _IDS_PER_QUERY = 500
 class RunStore:
     """The predictions of a run folder's configurations, kept in `store.sqlite` (WAL mode)."""
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
-        """Open a run store from its run folder or its store.sqlite, creating it if asked."""
+    def __init__(
+        self, path: Path, *, create: bool = True, thumbnails: int = MAX_PER_SAMPLE
+    ) -> None:
+        """Open a run store from its run folder or its store.sqlite, creating it if asked.
+
+        `thumbnails` is how many of a prediction's extra["thumbnails"] are kept (0: none).
+        """
+        self.thumbnails = thumbnails
         path = Path(path)
         self.path = path if path.suffix == ".sqlite" else path / STORE_FILE
         if not self.path.is_file():
@@ -87,14 +125,23 @@ class RunStore:
         self._check_schema_version()
 
     def _check_schema_version(self) -> None:
+        """Upgrade a schema 1 store in place; refuse one written by a newer emovlm."""
         (version,) = self._conn.execute(
             "SELECT value FROM meta WHERE name = 'schema_version'"
         ).fetchone()
-        if int(version) != SCHEMA_VERSION:
+        if int(version) == 1:
+            with self._conn:
+                for statement in _UPGRADE_FROM_1:
+                    self._conn.execute(statement)
+                self._conn.execute(
+                    "UPDATE meta SET value = ? WHERE name = 'schema_version'",
+                    (str(SCHEMA_VERSION),),
+                )
+        elif int(version) != SCHEMA_VERSION:
             self.close()
             raise InputError(
-                f"{self.path} uses store schema {version}, this emovlm reads schema "
-                f"{SCHEMA_VERSION}; open it with the emovlm version that wrote it"
+                f"{self.path} uses store schema {version}, this emovlm reads schemas 1 to "
+                f"{SCHEMA_VERSION}; open it with the emovlm version that wrote it (or a newer one)"
             )
 
     def close(self) -> None:
@@ -161,20 +208,34 @@ class RunStore:
         gold: Sequence[Sequence[str]],
         *,
         replace: bool = False,
+        gold_vad: Sequence[Vad | None] | None = None,
     ) -> int:
         """Store one batch in one transaction; return how many rows were added or replaced.
 
         A sample that already has a row for `key` keeps it unless `replace` is true; a replaced
-        row keeps its place in the sample order.
+        row keeps its place in the sample order. `gold_vad` gives each sample's gold valence,
+        arousal and dominance (None: unknown).
         """
         if len(predictions) != len(gold):
             raise ValueError(f"{len(predictions)} predictions but {len(gold)} gold label tuples")
+        vads = [None] * len(gold) if gold_vad is None else gold_vad
+        if len(vads) != len(gold):
+            raise ValueError(f"{len(predictions)} predictions but {len(vads)} gold VAD entries")
         finished = datetime.now(UTC).isoformat(timespec="milliseconds")
-        values = [_to_row(key, p, g, finished) for p, g in zip(predictions, gold, strict=True)]
+        thumbs = [
+            (p.sample_id, decode_entries(p.extra.get(THUMBNAILS_KEY), p.sample_id, self.thumbnails))
+            for p in predictions
+        ]
+        predictions = [_without_thumbnails(p) for p in predictions]
+        values = [
+            _to_row(key, p, g, v, finished) for p, g, v in zip(predictions, gold, vads, strict=True)
+        ]
         before = self._conn.total_changes
         with self._conn:
             self._conn.executemany(_REPLACE_EXISTING if replace else _IGNORE_EXISTING, values)
-        return self._conn.total_changes - before
+            written = self._conn.total_changes - before
+            _write_thumbnails(self._conn, key, thumbs, replace=replace)
+        return written
 
     def rows(self, key: str) -> tuple[list[Prediction], list[tuple[str, ...]]]:
         """All predictions of configuration `key` and their gold labels, in first-written order."""
@@ -190,14 +251,86 @@ class RunStore:
             gold.append(labels)
         return predictions, gold
 
+    def count(self, key: str) -> int:
+        """Number of rows of configuration `key`."""
+        return self._conn.execute(
+            "SELECT COUNT(*) FROM predictions WHERE config_key = ?", (key,)
+        ).fetchone()[0]
+
+    def chunks(
+        self, key: str, *, scores: bool = True, size: int | None = None
+    ) -> Iterator[tuple[list[Prediction], list[tuple[str, ...]], list[Vad | None]]]:
+        """The rows of configuration `key` in sample-id order, `size` (CHUNK_ROWS) at a time.
+
+        Each chunk is (predictions, gold labels, gold VAD). The predictions hold what scoring and
+        the report's example table read: labels, scores (None unless `scores`), status, reason,
+        raw text (empty for ok rows), and `extra` with only "vad", when the answer has one; no
+        cost. Only one chunk is in memory at a time.
+        """
+        columns = _CHUNK_COLUMNS.format(scores="scores" if scores else "NULL")
+        cursor = self._conn.execute(
+            f"SELECT {columns} FROM predictions WHERE config_key = ? ORDER BY sample_id", (key,)
+        )
+        while rows := cursor.fetchmany(size or CHUNK_ROWS):
+            predictions, gold, vads = [], [], []
+            for sample_id, gold_json, labels, score_json, raw, status, reason, vad, *g in rows:
+                predictions.append(
+                    Prediction(
+                        sample_id=sample_id,
+                        labels=tuple(json.loads(labels)),
+                        scores=None if score_json is None else json.loads(score_json),
+                        raw=raw,
+                        status=Status(status),
+                        reason=reason,
+                        extra={} if vad is None else {"vad": json.loads(vad)},
+                    )
+                )
+                gold.append(tuple(json.loads(gold_json)))
+                vads.append(None if None in g else (g[0], g[1], g[2]))
+            yield predictions, gold, vads
+
+    def first_with(self, key: str, name: str, limit: int) -> tuple[list[str], int]:
+        """Ids of the first `limit` rows of `key` (sample-id order) whose extra has a non-null
+        `name`, and how many rows have one."""
+        where = "config_key = ? AND json_extract(extra, ?) IS NOT NULL"
+        path = f'$."{name}"'
+        (total,) = self._conn.execute(
+            f"SELECT COUNT(*) FROM predictions WHERE {where}", (key, path)
+        ).fetchone()
+        rows = self._conn.execute(
+            f"SELECT sample_id FROM predictions WHERE {where} ORDER BY sample_id LIMIT ?",
+            (key, path, limit),
+        )
+        return [sample_id for (sample_id,) in rows], total
+
+    def rows_by_id(
+        self, key: str, ids: Sequence[str]
+    ) -> tuple[list[Prediction], list[tuple[str, ...]]]:
+        """The whole rows of `ids` that configuration `key` has, with gold labels, by sample id."""
+        found = []
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = list(ids[start : start + _IDS_PER_QUERY])
+            found += [
+                _from_row(row)
+                for row in self._conn.execute(
+                    f"SELECT {_READ_COLUMNS} FROM predictions WHERE config_key = ? "
+                    f"AND sample_id IN ({', '.join('?' * len(chunk))})",
+                    (key, *chunk),
+                )
+            ]
+        found.sort(key=lambda row: row[0].sample_id)
+        return [p for p, _ in found], [g for _, g in found]
+
 
 def _to_json(value: Any, where: str) -> str:
     """Compact JSON of a plain form of `value`, keeping unicode as is."""
     return json.dumps(to_plain(value, where), ensure_ascii=False, separators=(",", ":"))
 
 
-def _to_row(key: str, p: Prediction, gold: Sequence[str], finished: str) -> tuple[Any, ...]:
-    """The column values that store one prediction and its gold labels."""
+def _to_row(
+    key: str, p: Prediction, gold: Sequence[str], vad: Vad | None, finished: str
+) -> tuple[Any, ...]:
+    """The column values that store one prediction, its gold labels and gold VAD."""
     where = f"prediction for sample {p.sample_id!r}"
     scores = None if p.scores is None else _to_json(p.scores, f"scores of {where}")
     return (
@@ -216,6 +349,7 @@ def _to_row(key: str, p: Prediction, gold: Sequence[str], finished: str) -> tupl
         float(p.cost.seconds),
         _to_json(p.extra, f"extra of {where}"),
         finished,
+        *((None, None, None) if vad is None else (float(vad[0]), float(vad[1]), float(vad[2]))),
     )
 
 
@@ -233,3 +367,34 @@ def _from_row(row: Sequence[Any]) -> tuple[Prediction, tuple[str, ...]]:
         extra=json.loads(extra),
     )
     return prediction, tuple(json.loads(gold))
+
+
+def _without_thumbnails(p: Prediction) -> Prediction:
+    """The prediction without extra["thumbnails"] (they go to the thumbnails table)."""
+    if THUMBNAILS_KEY not in p.extra:
+        return p
+    return dataclasses.replace(p, extra={k: v for k, v in p.extra.items() if k != THUMBNAILS_KEY})
+
+
+def _write_thumbnails(
+    conn: sqlite3.Connection,
+    key: str,
+    thumbs: Sequence[tuple[str, Sequence[tuple[str, bytes]]]],
+    *,
+    replace: bool,
+) -> None:
+    """Store each sample's thumbnails; a sample keeps its old ones unless `replace` is true."""
+    if replace:
+        conn.executemany(
+            "DELETE FROM thumbnails WHERE config_key = ? AND sample_id = ?",
+            [(key, sample_id) for sample_id, _ in thumbs],
+        )
+    conn.executemany(
+        "INSERT OR IGNORE INTO thumbnails (config_key, sample_id, idx, caption, jpeg) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [
+            (key, sample_id, idx, caption, jpeg)
+            for sample_id, pairs in thumbs
+            for idx, (caption, jpeg) in enumerate(pairs)
+        ],
+    )
