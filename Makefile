@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 SRC := src tests benchmarks
 
-.PHONY: install demo test test-fast lint format fetch bench clean
+.PHONY: install demo test test-fast lint format fetch bench clean browser
 
 install: $(VENV)/.installed
 
@@ -22,8 +22,13 @@ demo: install
 fetch: install
 	$(BIN)/emovlm fetch
 
-test: install fetch lint
+test: install fetch lint browser
 	$(PY) -m pytest -q
+
+# Headless chromium and its driver for the explorer's browser tests (Debian packages; as root in CI).
+browser:
+	@command -v chromedriver >/dev/null && command -v chromium >/dev/null \
+		|| (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver)
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
