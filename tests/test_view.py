@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 
 from emovlm.cli import app
 from emovlm.errors import InputError
+from emovlm.eval.compare import paired_comparison
 from emovlm.run.store import RunStore
 from emovlm.thumbnails import (
     MAX_SIDE,
@@ -26,9 +28,10 @@ from emovlm.thumbnails import (
     thumbnail_entries,
 )
 from emovlm.types import Prediction
-from emovlm.view.runs import open_runs
+from emovlm.view.compare import Comparison, _statistics
+from emovlm.view.runs import Run, open_runs
 from emovlm.view.server import make_server
-from view_runs import GOLD, SCRIPT_ANSWER, other_predictions, reference_predictions, write_run
+from view_runs import DFEW, GOLD, SCRIPT_ANSWER, other_predictions, reference_predictions, write_run
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +151,7 @@ def test_compare_counts_and_per_class_differences(get):
     assert sad["recall"]["other"] == pytest.approx(2 / 3)
     low, high = sad["recall"]["ci"]
     assert low <= 2 / 3 <= high
-    uar = result["headline"]["differences"]["other"]["uar"]
+    uar = result["headline"]["uar"]
     assert uar["diff"] > 0 and uar["ci"][0] <= uar["diff"] <= uar["ci"][1]
     for kind, expected in (
         ("fixed", ["s01", "s03", "s05", "s07"]),
@@ -157,6 +160,36 @@ def test_compare_counts_and_per_class_differences(get):
     ):
         _, page = get(f"/api/changes?ref=0&other=1&kind={kind}")
         assert [row["sample_id"] for row in page["rows"]] == expected
+
+
+def test_paired_bootstrap_agrees_with_eval_compare():
+    """Multinomial draws over joint codes give the intervals of eval.compare's index resampling."""
+    n, k = 3000, len(DFEW)
+    rng = np.random.default_rng(3)
+    gold = rng.integers(0, k, n)
+    answers = {
+        name: np.where(rng.random(n) < right, gold, rng.integers(0, k, n))
+        for name, right in (("reference", 0.55), ("other", 0.65))
+    }
+    ids = [f"c{i}" for i in range(n)]
+    run = Run("0", Path("unused"), "k", DFEW, {})
+    ours = _statistics(Comparison(run, run, ids, gold, answers), k, k + 3)
+    golds = [(DFEW.labels[g],) for g in gold]
+    theirs = paired_comparison(
+        {
+            name: (
+                [Prediction(i, (DFEW.labels[a],)) for i, a in zip(ids, codes, strict=True)],
+                golds,
+            )
+            for name, codes in answers.items()
+        },
+        DFEW,
+        "reference",
+    )
+    for metric in ("uar", "war", "macro_f1"):
+        expected = theirs["differences"]["other"][metric]
+        assert ours["headline"][metric]["diff"] == pytest.approx(expected["diff"])
+        assert ours["headline"][metric]["ci"] == pytest.approx(expected["ci"], abs=0.006)
 
 
 def test_static_page_embeds_data_safely(folders, tmp_path):

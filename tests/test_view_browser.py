@@ -144,7 +144,7 @@ def check_compare(driver) -> None:
     assert row_ids(driver, "change-rows") == {"s01", "s03", "s05", "s07"}
     assert driver.find_element(By.ID, "change-fixed").text == "fixed (4)"
     per_class = driver.find_element(By.ID, "compare-per-class").text
-    assert "sad 3 0.000 0.667 0.667" in per_class
+    assert "sad 3 0.000 0.667 0.667 " in per_class
     driver.find_element(By.ID, "change-broken").click()
     wait_loaded(driver, "change-rows", "broken|1|0")
     assert row_ids(driver, "change-rows") == {"s02"}

@@ -1,30 +1,69 @@
-"""Run-to-run comparison on shared samples: paired bootstrap per class, and changed samples."""
+"""Run-to-run comparison on shared samples: paired bootstrap per class, and changed samples.
+
+The bootstrap is the paired percentile bootstrap of `emovlm.eval.compare` (both runs resampled
+with the same sample draws, so a difference's interval reflects how the two move together on
+the same clips). It is drawn here as multinomial counts over joint (gold, reference answer,
+other answer) codes: resampling n samples with replacement gives exactly those counts' law, and
+drawing counts instead of n indices per resample takes milliseconds on 40,000 samples.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from emovlm.errors import InputError
-from emovlm.eval.bootstrap import bootstrap_code_counts, percentile_intervals
-from emovlm.eval.compare import paired_comparison
-from emovlm.eval.metrics import EXTRA_COLUMNS, single_label_scores
-from emovlm.labels import LabelSpace
-from emovlm.types import Prediction, Status
-from emovlm.view.runs import MAX_PAGE_SIZE, PAGE_SIZE, RAW_PREVIEW, Run, answer_sql, reading
+from emovlm.eval.bootstrap import percentile_intervals
+from emovlm.eval.compare import PAIRED_METRICS
+from emovlm.eval.metrics import single_label_scores
+from emovlm.view.runs import (
+    MAX_PAGE_SIZE,
+    PAGE_SIZE,
+    RAW_PREVIEW,
+    Run,
+    answer_columns,
+    answer_sql,
+    reading,
+)
 
 CHANGES = ("fixed", "broken", "changed")
 """Kinds of sample lists: wrong → right, right → wrong, any change of the top answer."""
 
 N_BOOTSTRAP = 1000
 SEED = 0
+CI_LEVEL = 0.95
+_IDS_PER_QUERY = 500
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two runs' answers on their shared samples (reference order) and the paired statistics."""
+
+    reference: Run
+    other: Run
+    ids: list[str]
+    gold: np.ndarray
+    answers: dict[str, np.ndarray]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def kind(self, kind: str) -> np.ndarray:
+        """Positions (in `ids`) of the samples that `kind` picks."""
+        ref, other = self.answers["reference"], self.answers["other"]
+        if kind == "fixed":
+            return np.flatnonzero((ref != self.gold) & (other == self.gold))
+        if kind == "broken":
+            return np.flatnonzero((ref == self.gold) & (other != self.gold))
+        if kind == "changed":
+            return np.flatnonzero(ref != other)
+        raise InputError(f"kind {kind!r} is not one of {', '.join(CHANGES)}")
 
 
 def check_comparable(reference: Run, other: Run) -> None:
     """Refuse runs that cannot be compared sample by sample, naming both."""
-    if reference.label_space.name != other.label_space.name:
+    if reference.label_space.labels != other.label_space.labels:
         raise InputError(
             f"{reference.name} uses label set {reference.label_space.name} but {other.name} uses "
             f"{other.label_space.name}; compare runs of the same dataset"
@@ -36,142 +75,137 @@ def check_comparable(reference: Run, other: Run) -> None:
         )
 
 
-def _pairs(reference: Run, other: Run) -> list[tuple[str, str, str, str, str, str]]:
-    """(sample_id, gold, ref labels, ref status, other labels, other status) of shared samples."""
-    with reading(reference) as conn:
-        conn.execute("ATTACH DATABASE ? AS other", (f"file:{other.store}?mode=ro",))
-        return conn.execute(
-            "SELECT a.sample_id, a.gold, a.labels, a.status, b.labels, b.status "
-            "FROM main.predictions a JOIN other.predictions b "
-            "ON b.config_key = ? AND b.sample_id = a.sample_id "
-            "WHERE a.config_key = ? ORDER BY a.seq",
-            (other.key, reference.key),
-        ).fetchall()
-
-
-def compare_runs(reference: Run, other: Run) -> dict[str, Any]:
-    """Headline and per-class paired differences (other − reference) with bootstrap intervals."""
+def compare_runs(reference: Run, other: Run) -> Comparison:
+    """Paired differences (other − reference) overall and per class, on the shared samples."""
     check_comparable(reference, other)
     space = reference.label_space
-    pairs = _pairs(reference, other)
-    if not pairs:
+    columns = answer_columns(space)
+    a_sql, a_params = answer_sql(space, "a")
+    b_sql, b_params = answer_sql(space, "b")
+    with reading(reference) as conn:
+        conn.execute("ATTACH DATABASE ? AS other", (f"file:{other.store}?mode=ro",))
+        rows = conn.execute(
+            f"SELECT a.sample_id, json_extract(a.gold, '$[0]'), json_extract(b.gold, '$[0]'), "
+            f"{a_sql}, {b_sql} FROM main.predictions a JOIN other.predictions b "
+            "ON b.config_key = ? AND b.sample_id = a.sample_id WHERE a.config_key = ? "
+            "ORDER BY a.seq",
+            [*a_params, *b_params, other.key, reference.key],
+        ).fetchall()
+    if not rows:
         raise InputError(f"{reference.name} and {other.name} share no sample")
-    gold = [tuple(json.loads(g)) for _, g, *_ in pairs]
-    sides = {
-        "reference": [
-            Prediction(sample_id=s, labels=tuple(json.loads(la)), status=Status(st))
-            for s, _, la, st, _, _ in pairs
-        ],
-        "other": [
-            Prediction(sample_id=s, labels=tuple(json.loads(lb)), status=Status(st))
-            for s, _, _, _, lb, st in pairs
-        ],
+    index = {name: i for i, name in enumerate(columns)}
+    for sample_id, gold_a, gold_b, *_ in rows:
+        if gold_a != gold_b or gold_a not in space:
+            raise InputError(
+                f"sample {sample_id!r} has gold {gold_a!r} in {reference.name} but {gold_b!r} in "
+                f"{other.name}; compare runs of the same dataset"
+            )
+    gold = np.array([index[g] for _, g, *_ in rows])
+    answers = {
+        "reference": np.array([index[a] for *_, a, _ in rows]),
+        "other": np.array([index[b] for *_, b in rows]),
     }
-    headline = paired_comparison(
-        {name: (preds, gold) for name, preds in sides.items()},
-        space,
-        "reference",
-        n_bootstrap=N_BOOTSTRAP,
-        seed=SEED,
+    comparison = Comparison(reference, other, [r[0] for r in rows], gold, answers)
+    comparison.summary.update(_statistics(comparison, len(space), len(columns)))
+    comparison.summary.update(
+        reference=reference.describe(),
+        other=other.describe(),
+        n=len(rows),
+        changes={kind: int(len(comparison.kind(kind))) for kind in CHANGES},
     )
-    k = len(space)
-    n_columns = k + len(EXTRA_COLUMNS)
-    columns = [*space.labels, *EXTRA_COLUMNS]
-    gold_idx = np.array([space.index(g[0]) for g in gold])
-    point, drawn, answered = {}, {}, {}
-    for name, predictions in sides.items():
-        answered[name] = [_column(p, space) for p in predictions]
-        answers = np.array([columns.index(c) for c in answered[name]])
-        codes = gold_idx * n_columns + answers
-        counts = np.bincount(codes, minlength=k * n_columns).reshape(1, k, n_columns)
-        point[name] = single_label_scores(counts)
-        resampled = bootstrap_code_counts(codes, k * n_columns, N_BOOTSTRAP, SEED)
-        drawn[name] = single_label_scores(resampled.reshape(-1, k, n_columns))
-    per_class = []
-    for i, label in enumerate(space.labels):
-        row: dict[str, Any] = {"label": label, "support": int(point["reference"]["support"][0][i])}
-        for metric in ("recall", "f1"):
-            ref, oth = point["reference"][metric][0][i], point["other"][metric][0][i]
-            diff = drawn["other"][metric][:, i] - drawn["reference"][metric][:, i]
-            row[metric] = {
-                "reference": float(ref),
-                "other": float(oth),
-                "diff": float(oth - ref),
-                "ci": percentile_intervals({"d": diff}, headline["ci_level"]).get("d"),
-            }
-        per_class.append(row)
-    counts = {kind: 0 for kind in CHANGES}
-    for g, a, b in zip(gold, answered["reference"], answered["other"], strict=True):
-        counts["fixed"] += a != g[0] and b == g[0]
-        counts["broken"] += a == g[0] and b != g[0]
-        counts["changed"] += a != b
-    return {
-        "reference": reference.describe(),
-        "other": other.describe(),
-        "n": len(pairs),
-        "headline": headline,
-        "per_class": per_class,
-        "changes": counts,
+    return comparison
+
+
+def _statistics(comparison: Comparison, k: int, n_columns: int) -> dict[str, Any]:
+    """Headline metrics and per-class recall/F1 of both runs, their differences and intervals."""
+    gold, ref, other = comparison.gold, comparison.answers["reference"], comparison.answers["other"]
+    n = len(gold)
+    joint = np.bincount((gold * n_columns + ref) * n_columns + other, minlength=k * n_columns**2)
+    draws = np.random.default_rng(SEED).multinomial(n, joint / n, size=N_BOOTSTRAP)
+    cubes = {
+        "point": joint.reshape(1, k, n_columns, n_columns),
+        "draws": draws.reshape(-1, k, n_columns, n_columns),
+    }
+    scores = {
+        (which, side): single_label_scores(cube.sum(axis=3 if side == "reference" else 2))
+        for which, cube in cubes.items()
+        for side in ("reference", "other")
     }
 
+    def difference(metric: str, column: int | None = None) -> dict[str, Any]:
+        pick = (lambda v: v[:, column]) if column is not None else (lambda v: v)
+        point = {s: float(pick(scores["point", s][metric])[0]) for s in ("reference", "other")}
+        drawn = pick(scores["draws", "other"][metric]) - pick(scores["draws", "reference"][metric])
+        return {
+            **point,
+            "diff": point["other"] - point["reference"],
+            "ci": percentile_intervals({"d": drawn}, CI_LEVEL).get("d"),
+            "p": min(1.0, 2 * min(float(np.mean(drawn >= 0)), float(np.mean(drawn <= 0)))),
+        }
 
-def _column(prediction: Prediction, space: LabelSpace) -> str:
-    """The confusion column of a prediction (a label, or out_of_set / unparsed / failed)."""
-    if prediction.status is not Status.OK:
-        return prediction.status.value
-    top = prediction.top
-    if top is None:
-        return "unparsed"
-    return top if top in space else "out_of_set"
+    labels = comparison.reference.label_space.labels
+    return {
+        "metrics": list(PAIRED_METRICS),
+        "headline": {metric: difference(metric) for metric in PAIRED_METRICS},
+        "per_class": [
+            {
+                "label": label,
+                "support": int(scores["point", "reference"]["support"][0][i]),
+                "recall": difference("recall", i),
+                "f1": difference("f1", i),
+            }
+            for i, label in enumerate(labels)
+        ],
+        "n_bootstrap": N_BOOTSTRAP,
+        "seed": SEED,
+        "ci_level": CI_LEVEL,
+    }
 
 
 def changed_samples(
-    reference: Run, other: Run, kind: str, offset: int = 0, limit: int = PAGE_SIZE
+    comparison: Comparison, kind: str, offset: int = 0, limit: int = PAGE_SIZE
 ) -> dict[str, Any]:
     """One page of the shared samples that `kind` (fixed, broken, changed) picks, in run order."""
-    check_comparable(reference, other)
-    if kind not in CHANGES:
-        raise InputError(f"kind {kind!r} is not one of {', '.join(CHANGES)}")
     if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
         raise InputError(f"offset must be ≥ 0 and limit 1–{MAX_PAGE_SIZE} (got {offset}, {limit})")
-    space = reference.label_space
-    a_sql, a_params = answer_sql(space, "a")
-    b_sql, b_params = answer_sql(space, "b")
-    condition = {
-        "fixed": "ans_a != gold0 AND ans_b = gold0",
-        "broken": "ans_a = gold0 AND ans_b != gold0",
-        "changed": "ans_a != ans_b",
-    }[kind]
-    inner = (
-        f"SELECT a.seq AS seq, a.sample_id AS sample_id, a.gold AS gold, "
-        f"json_extract(a.gold, '$[0]') AS gold0, {a_sql} AS ans_a, {b_sql} AS ans_b, "
-        f"substr(a.raw, 1, {RAW_PREVIEW}) AS raw_a, substr(b.raw, 1, {RAW_PREVIEW}) AS raw_b "
-        "FROM main.predictions a JOIN other.predictions b "
-        "ON b.config_key = ? AND b.sample_id = a.sample_id WHERE a.config_key = ?"
-    )
-    params = [*a_params, *b_params, other.key, reference.key]
-    with reading(reference) as conn:
-        conn.execute("ATTACH DATABASE ? AS other", (f"file:{other.store}?mode=ro",))
-        (total,) = conn.execute(
-            f"SELECT COUNT(*) FROM ({inner}) WHERE {condition}", params
-        ).fetchone()
-        rows = conn.execute(
-            f"SELECT sample_id, gold, ans_a, ans_b, raw_a, raw_b FROM ({inner}) "
-            f"WHERE {condition} ORDER BY seq LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        ).fetchall()
+    positions = comparison.kind(kind)
+    ids = [comparison.ids[i] for i in positions[offset : offset + limit]]
+    sides = {
+        name: _answers(run, ids)
+        for name, run in (("reference", comparison.reference), ("other", comparison.other))
+    }
     return {
         "kind": kind,
-        "total": total,
+        "total": int(len(positions)),
         "offset": offset,
         "limit": limit,
         "rows": [
             {
-                "sample_id": s,
-                "gold": json.loads(g),
-                "reference": {"answer": a, "raw": ra},
-                "other": {"answer": b, "raw": rb},
+                "sample_id": sample_id,
+                "gold": sides["reference"][sample_id]["gold"],
+                "reference": sides["reference"][sample_id]["answer"],
+                "other": sides["other"][sample_id]["answer"],
             }
-            for s, g, a, b, ra, rb in rows
+            for sample_id in ids
         ],
     }
+
+
+def _answers(run: Run, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Gold, confusion column and raw-answer preview of the given samples of one run."""
+    answer, params = answer_sql(run.label_space)
+    found: dict[str, dict[str, Any]] = {}
+    with reading(run) as conn:
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            rows = conn.execute(
+                f"SELECT sample_id, gold, {answer}, substr(raw, 1, {RAW_PREVIEW}) "
+                f"FROM predictions WHERE config_key = ? AND sample_id IN ({', '.join('?' * len(chunk))})",
+                [*params, run.key, *chunk],
+            )
+            for sample_id, gold, column, raw in rows:
+                found[sample_id] = {
+                    "gold": json.loads(gold),
+                    "answer": {"answer": column, "raw": raw},
+                }
+    return found

@@ -128,14 +128,14 @@ def _row(detail: dict[str, Any]) -> dict[str, Any]:
 def _comparison(reference: Run, other: Run, data: dict[str, Any]) -> dict[str, Any]:
     """A comparison and its first MAX_CHANGES samples per kind (or why the runs cannot compare)."""
     try:
-        summary = compare_runs(reference, other)
+        comparison = compare_runs(reference, other)
     except InputError as exc:
         return {"error": str(exc)}
     changes = {}
     for kind in CHANGES:
-        rows = changed_samples(reference, other, kind, 0, MAX_CHANGES)["rows"]
+        rows = changed_samples(comparison, kind, 0, MAX_CHANGES)["rows"]
         changes[kind] = rows
         for row in rows:
             if row["sample_id"] not in data["details"][other.id]:
                 data["details"][other.id][row["sample_id"]] = _detail(other, row["sample_id"])
-    return {"summary": summary, "changes": changes}
+    return {"summary": comparison.summary, "changes": changes}

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from emovlm.errors import InputError
 from emovlm.view import DEFAULT_HOST
-from emovlm.view.compare import changed_samples, compare_runs
+from emovlm.view.compare import Comparison, changed_samples, compare_runs
 from emovlm.view.runs import FILTERS, PAGE_SIZE, Run, sample_detail, sample_page, thumbnail
 from emovlm.view.summary import run_summary
 
@@ -63,6 +63,11 @@ class Explorer:
             self._cache[key] = value
         return value
 
+    def comparison(self, query: Mapping[str, str]) -> Comparison:
+        """The (cached) comparison of the runs named by the ref and other parameters."""
+        ref, other = self.run(query, "ref"), self.run(query, "other")
+        return self._cached(("compare", ref.id, other.id), lambda: compare_runs(ref, other))
+
     def answer(self, path: str, query: Mapping[str, str]) -> Any:
         """The JSON answer of one API call (path below /api/)."""
         if path == "runs":
@@ -76,11 +81,9 @@ class Explorer:
         if path == "sample":
             return sample_detail(self.run(query), query.get("id", ""))
         if path == "compare":
-            ref, other = self.run(query, "ref"), self.run(query, "other")
-            return self._cached(("compare", ref.id, other.id), lambda: compare_runs(ref, other))
+            return self.comparison(query).summary
         if path == "changes":
-            ref, other = self.run(query, "ref"), self.run(query, "other")
-            return changed_samples(ref, other, query.get("kind", ""), *_paging(query))
+            return changed_samples(self.comparison(query), query.get("kind", ""), *_paging(query))
         raise LookupError(path)
 
 

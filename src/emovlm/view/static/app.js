@@ -243,21 +243,15 @@ async function loadCompare() {
   const body = clear($("compare-body"));
   if (!others.length) { body.append(el("p", {}, "Open two or more runs (emovlm view RUN_A RUN_B) to compare them.")); return; }
   const result = await api("compare", { ref: state.run.id, other: select.value });
-  const h = result.headline;
-  body.append(el("p", {}, `${result.n} shared samples; differences are other − reference with ${Math.round(100 * h.ci_level)}% paired bootstrap intervals (${h.n_bootstrap} resamples).`));
-  const table = el("table", { id: "compare-headline" }, el("tr", {}, ...["metric", "reference", "other", "difference", "interval"].map((c) => el("th", {}, c))));
-  for (const metric of h.metrics) {
-    const d = h.differences.other[metric];
-    table.append(el("tr", {}, el("td", {}, metric), el("td", { class: "num" }, fmt(h.settings.reference.metrics[metric])),
-      el("td", { class: "num" }, fmt(h.settings.other.metrics[metric])), el("td", { class: d.diff >= 0 ? "num pos" : "num neg" }, fmt(d.diff)), el("td", {}, interval(d.ci))));
-  }
+  body.append(el("p", {}, `${result.n} shared samples; differences are other − reference with ${Math.round(100 * result.ci_level)}% paired bootstrap intervals (${result.n_bootstrap} resamples) and two-sided bootstrap p.`));
+  const cells = (d) => [el("td", { class: "num" }, fmt(d.reference)), el("td", { class: "num" }, fmt(d.other)),
+    el("td", { class: d.diff >= 0 ? "num pos" : "num neg" }, fmt(d.diff)), el("td", {}, interval(d.ci)), el("td", { class: "num" }, fmt(d.p))];
+  const table = el("table", { id: "compare-headline" }, el("tr", {}, ...["metric", "reference", "other", "difference", "interval", "p"].map((c) => el("th", {}, c))));
+  for (const metric of result.metrics) table.append(el("tr", {}, el("td", {}, metric), ...cells(result.headline[metric])));
   body.append(table);
-  const perClass = el("table", { id: "compare-per-class" }, el("tr", {}, ...["label", "support", "recall ref", "recall other", "difference", "interval", "F1 difference", "interval"].map((c) => el("th", {}, c))));
+  const perClass = el("table", { id: "compare-per-class" }, el("tr", {}, ...["label", "support", "recall ref", "recall other", "difference", "interval", "p", "F1 ref", "F1 other", "difference", "interval", "p"].map((c) => el("th", {}, c))));
   for (const row of result.per_class) {
-    perClass.append(el("tr", {}, el("td", {}, row.label), el("td", { class: "num" }, row.support),
-      el("td", { class: "num" }, fmt(row.recall.reference)), el("td", { class: "num" }, fmt(row.recall.other)),
-      el("td", { class: row.recall.diff >= 0 ? "num pos" : "num neg" }, fmt(row.recall.diff)), el("td", {}, interval(row.recall.ci)),
-      el("td", { class: row.f1.diff >= 0 ? "num pos" : "num neg" }, fmt(row.f1.diff)), el("td", {}, interval(row.f1.ci))));
+    perClass.append(el("tr", {}, el("td", {}, row.label), el("td", { class: "num" }, row.support), ...cells(row.recall), ...cells(row.f1)));
   }
   body.append(el("h3", {}, "Per class"), perClass);
   for (const kind of ["fixed", "broken", "changed"]) $(`change-${kind}`).textContent = `${kind} (${result.changes[kind]})`;
