@@ -9,13 +9,19 @@ from pathlib import Path
 
 import pytest
 
+import emovlm.eval.report as report_module
+import emovlm.run.store as store_module
 from emovlm.errors import InputError
+from emovlm.eval.report import write_report
+from emovlm.eval.scoring import score_predictions
 from emovlm.run.runner import evaluate, rebuild_report
-from test_runner_support import FileNameRecognizer, ListDataset, make_samples
+from emovlm.run.store import RunStore
+from test_runner_support import DFEW, FileNameRecognizer, ListDataset, make_samples
 
 pytest.importorskip("emovlm.eval.report")
 
 N_BOOTSTRAP = 20
+KINDS = ("markdown", "html")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -83,3 +89,40 @@ def test_report_on_a_folder_that_is_not_a_run_names_what_is_missing(tmp_path: Pa
     (tmp_path / "config.yaml").write_text("configurations: []\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"store\.sqlite is missing"):
         rebuild_report(tmp_path)
+
+
+def test_the_report_read_column_wise_in_chunks_equals_scoring_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "CHUNK_ROWS", 7)  # 70 rows: ten chunks
+    monkeypatch.setattr(report_module, "MAX_EXAMPLES", 6)  # examples come from several chunks
+    monkeypatch.setattr(report_module, "MAX_TIMELINES", 3)
+    run_dir = tmp_path / "run"
+    summary = evaluate(
+        ListDataset(make_samples(70)),
+        FileNameRecognizer(fail_ids=frozenset({"clip013", "clip041"})),
+        run_dir,
+        dataset_config={"root": "/data", "split": "test", "fold": 1},
+        progress=False,
+        n_bootstrap=N_BOOTSTRAP,
+        seed=3,
+    )
+    with RunStore(run_dir) as store:
+        rows = sorted(
+            zip(*store.rows(summary.config_key), strict=True), key=lambda r: r[0].sample_id
+        )
+    predictions, gold = [p for p, _ in rows], [g for _, g in rows]
+    expected = score_predictions(gold, predictions, DFEW, n_bootstrap=N_BOOTSTRAP, seed=3)
+    assert summary.metrics == expected
+    assert expected["failed_rate"] > 0 and expected["out_of_set_rate"] > 0
+
+    written = {kind: summary.report_files[kind].read_text(encoding="utf-8") for kind in KINDS}
+    title = written["markdown"].splitlines()[0].removeprefix("# ")
+    every_row = write_report(
+        expected, tmp_path / "all", title=title, predictions=predictions, gold=gold
+    )
+    for kind in KINDS:
+        assert written[kind] == every_row[kind].read_text(encoding="utf-8")
+    assert (
+        "| clip012 | " in written["markdown"] and "3 of 7 emotion timelines" in written["markdown"]
+    )

@@ -135,3 +135,67 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
 def test_mismatched_gold_length_is_a_programming_error(tmp_path: Path) -> None:
     with RunStore(tmp_path) as store, pytest.raises(ValueError, match="2 predictions but 1"):
         store.write("k", PREDICTIONS[:2], GOLD[:1])
+
+
+def test_gold_vad_is_kept_and_chunks_carry_only_what_scoring_reads(tmp_path: Path) -> None:
+    vads = [(5.5, 3.0, 7.0), None, (1.0, 10.0, 2.5), None]
+    answered = Prediction("00020", ("happy",), raw="happy", extra={"vad": [6, 3, 7], "x": [1]})
+    with RunStore(tmp_path) as store:
+        store.write("k", PREDICTIONS, GOLD, gold_vad=vads)
+        store.write("k", [answered], [("happy",)])
+        chunks = list(store.chunks("k", size=2))
+        unscored = next(store.chunks("k", scores=False))
+    assert [len(predictions) for predictions, _, _ in chunks] == [2, 2, 1]
+    predictions = [p for chunk, _, _ in chunks for p in chunk]
+    by_id = dict(zip([p.sample_id for p in PREDICTIONS], PREDICTIONS, strict=True))
+    assert [p.sample_id for p in predictions] == ["00017", "00018", "00019", "00020", "clip/π"]
+    assert [g for _, gold, _ in chunks for g in gold] == [
+        GOLD[0],
+        GOLD[1],
+        GOLD[2],
+        ("happy",),
+        GOLD[3],
+    ]
+    assert [v for _, _, vad in chunks for v in vad] == [vads[0], vads[1], vads[2], None, vads[3]]
+    for read in predictions[:3] + predictions[4:]:
+        original = by_id[read.sample_id]
+        assert (read.labels, read.scores, read.status, read.reason) == (
+            original.labels, original.scores, original.status, original.reason
+        )  # fmt: skip
+        assert read.extra == {} and read.cost == Cost()
+    assert predictions[0].raw == ""  # ok rows: raw text is not read
+    assert predictions[1].raw == "pain" and predictions[2].raw == "I cannot tell."
+    assert predictions[3].extra == {"vad": [6, 3, 7]}
+    assert unscored[0][0].scores is None
+
+
+def test_a_schema_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / STORE_FILE) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO meta VALUES ('schema_version', '1');
+            CREATE TABLE predictions (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, config_key TEXT NOT NULL,
+                sample_id TEXT NOT NULL, gold TEXT NOT NULL, labels TEXT NOT NULL, scores TEXT,
+                raw TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,
+                calls INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
+                visual_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+                seconds REAL NOT NULL, extra TEXT NOT NULL, finished TEXT NOT NULL,
+                UNIQUE (config_key, sample_id)
+            );
+            INSERT INTO predictions VALUES (1, 'k', 'old', '["sad"]', '["sad"]', NULL, 'sad',
+                'ok', '', 1, 2, 3, 4, 0.5, '{}', '2026-01-01T00:00:00.000+00:00');
+            """
+        )
+    conn.close()
+    old = Prediction("old", ("sad",), raw="sad", cost=Cost(1, 2, 3, 4, 0.5))
+    with RunStore(tmp_path) as store:
+        assert store.rows("k") == ([old], [("sad",)])
+        store.write("k", [Prediction("new", ("fear",))], [("fear",)], gold_vad=[(2.0, 8.0, 3.0)])
+        assert [vad for _, _, vads in store.chunks("k") for vad in vads] == [(2.0, 8.0, 3.0), None]
+    with sqlite3.connect(tmp_path / STORE_FILE) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone() == (
+            "2",
+        )
+    conn.close()

@@ -149,7 +149,7 @@ def evaluate(
             _GroupWriter(store.path, key, replace=retry_failed) as writer,
         ):
             for sample, prediction in done:
-                writer.add(prediction, sample.labels)
+                writer.add(prediction, sample.labels, sample.vad)
                 bar.advance([prediction.status])
                 streak.update([prediction])
         run_stats = getattr(recognizer, "run_stats", None)
@@ -270,11 +270,13 @@ class _GroupWriter:
         if self._error is not None and exc is None:
             raise self._error
 
-    def add(self, prediction: Prediction, gold: Sequence[str]) -> None:
-        """Queue one row for the next commit."""
+    def add(
+        self, prediction: Prediction, gold: Sequence[str], vad: tuple[float, ...] | None = None
+    ) -> None:
+        """Queue one row (prediction, gold labels, gold VAD) for the next commit."""
         if self._error is not None:
             raise self._error
-        self._queue.put((prediction, gold))
+        self._queue.put((prediction, gold, vad))
 
     def _run(self) -> None:
         try:
@@ -284,7 +286,7 @@ class _GroupWriter:
             self._error = exc
 
     def _commit_groups(self, store: RunStore) -> None:
-        rows: list[tuple[Prediction, Sequence[str]]] = []
+        rows: list[tuple[Prediction, Sequence[str], Any]] = []
         deadline = 0.0
         while True:
             try:
@@ -304,8 +306,11 @@ class _GroupWriter:
         if rows:
             self._commit(store, rows)
 
-    def _commit(self, store: RunStore, rows: Sequence[tuple[Prediction, Sequence[str]]]) -> None:
-        store.write(self._key, [p for p, _ in rows], [g for _, g in rows], replace=self._replace)
+    def _commit(
+        self, store: RunStore, rows: Sequence[tuple[Prediction, Sequence[str], Any]]
+    ) -> None:
+        predictions, gold, vads = zip(*rows, strict=True)
+        store.write(self._key, predictions, gold, replace=self._replace, gold_vad=vads)
 
 
 class _FailureStreak:
