@@ -140,6 +140,11 @@ def test_detail_keeps_raw_answer_sentences_timeline_and_thumbnails(get):
     assert status == 200 and Image.open(io.BytesIO(jpeg)).size == (128, 85)
     _, detail = get("/api/sample?run=0&id=s00")
     assert detail["timeline"]["times"] == [0.0, 0.5, 1.0]
+    _, detail = get("/api/sample?run=0&id=s09")
+    timeline = detail["timeline"]
+    assert timeline["times"] == [0.0, 0.5, 1.0, 1.5] and timeline["probs"][2] is None
+    neutral = timeline["labels"].index("neutral")
+    assert [row and round(row[neutral], 2) for row in timeline["probs"]] == [0.9, 0.7, None, 0.6]
 
 
 def test_compare_counts_and_per_class_differences(get):

@@ -126,6 +126,18 @@ def check_script_answer_is_text(driver) -> None:
     assert driver.execute_script("return window.__pwned === undefined")
 
 
+def check_timeline(driver) -> None:
+    """A video's per-frame timeline: one line per label, broken where the face is missing."""
+    click_cell(driver, "neutral", "neutral")
+    open_detail(driver, "sample-rows", "s09")
+    assert driver.find_element(By.ID, "detail-timeline-box").is_displayed()
+    lines = driver.find_elements(By.CSS_SELECTOR, "#detail-timeline polyline")
+    assert len(lines) == 2 * 7  # every label's line has two parts around the faceless frame
+    assert (
+        driver.find_element(By.ID, "detail-thumbs").text == "no thumbnails stored for this sample"
+    )
+
+
 def check_out_of_set_filter(driver) -> None:
     """Filtering by the out-of-set word "pain" finds exactly the two samples answered "pain"."""
     driver.find_element(By.ID, "tab-samples").click()
@@ -154,7 +166,13 @@ def check_compare(driver) -> None:
 
 @pytest.mark.parametrize(
     "check",
-    [check_confusion_cell, check_script_answer_is_text, check_out_of_set_filter, check_compare],
+    [
+        check_confusion_cell,
+        check_script_answer_is_text,
+        check_timeline,
+        check_out_of_set_filter,
+        check_compare,
+    ],
 )
 def test_served_explorer(browser, url, check):
     open_page(browser, url)
@@ -163,7 +181,13 @@ def test_served_explorer(browser, url, check):
 
 @pytest.mark.parametrize(
     "check",
-    [check_confusion_cell, check_script_answer_is_text, check_out_of_set_filter, check_compare],
+    [
+        check_confusion_cell,
+        check_script_answer_is_text,
+        check_timeline,
+        check_out_of_set_filter,
+        check_compare,
+    ],
 )
 def test_static_page(browser, static_url, check):
     open_page(browser, static_url)

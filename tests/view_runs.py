@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from emovlm.eval.tables import FrameTableWriter, frames_dir
 from emovlm.labels import get_label_space
 from emovlm.run.config import record_config, resolve_config
 from emovlm.run.runner import rebuild_report
 from emovlm.run.store import RunStore
 from emovlm.thumbnails import thumbnail_entries
-from emovlm.types import Prediction, Status
+from emovlm.types import FrameResults, Prediction, Status
 
 DFEW = get_label_space("dfew")
 SCRIPT_ANSWER = '<script>window.__pwned = 1</script><b id="injected">surprise</b> & <img src=x onerror="window.__pwned=2">'
@@ -33,6 +35,24 @@ def _picture(seed: int) -> np.ndarray:
     """A 200×300 RGB test picture (a colour gradient), as a recognizer would have decoded."""
     y, x = np.mgrid[0:200, 0:300]
     return np.stack([(x + seed * 40) % 256, y % 256, (x + y) % 256], axis=-1).astype(np.uint8)
+
+
+def _frames() -> FrameResults:
+    """Per-frame results of a 4-frame video whose third frame has no face."""
+    probs = np.zeros((4, len(DFEW)), dtype=np.float32)
+    probs[:, DFEW.index("neutral")] = [0.9, 0.7, np.nan, 0.6]
+    probs[:, DFEW.index("sad")] = [0.1, 0.3, np.nan, 0.4]
+    box = np.tile(np.array([10, 10, 60, 60], dtype=np.float32), (4, 1))
+    box[2] = np.nan
+    return FrameResults(
+        labels=DFEW.labels,
+        index=np.array([0, 12, 24, 36]),
+        time=np.array([0.0, 0.5, 1.0, 1.5]),
+        probs=probs,
+        box=box,
+        track=np.array([0, 0, -1, 0], dtype=np.int32),
+        main=np.array([True, True, False, True]),
+    )
 
 
 def reference_predictions() -> list[Prediction]:
@@ -59,7 +79,7 @@ def reference_predictions() -> list[Prediction]:
         Prediction("s06", (), raw="I cannot tell from this clip.", status=Status.UNPARSED),
         _ok("s07", "neutral"),
         _ok("s08", "happy"),
-        _ok("s09", "neutral"),
+        dataclasses.replace(_ok("s09", "neutral"), frames=_frames()),
         Prediction("s10", ("pain",), raw="Pain, clearly.", status=Status.OUT_OF_SET),
         _ok("s11", "neutral"),
     ]
@@ -89,5 +109,7 @@ def write_run(
     key = record_config(run_dir, config)["key"]
     with RunStore(run_dir) as store:
         store.write(key, predictions, [(GOLD[p.sample_id],) for p in predictions])
+    with FrameTableWriter(frames_dir(run_dir, key)) as tables:
+        tables.add(predictions)
     rebuild_report(run_dir, config_key=key, n_bootstrap=n_bootstrap)
     return key

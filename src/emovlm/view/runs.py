@@ -12,6 +12,7 @@ from typing import Any
 
 from emovlm.errors import InputError
 from emovlm.eval.metrics import EXTRA_COLUMNS
+from emovlm.eval.tables import PROB_PREFIX, frames_dir, read_frame_tables
 from emovlm.labels import LabelSpace, get_label_space
 from emovlm.run.config import label_space_of, read_configs, report_dir
 from emovlm.run.store import STORE_FILE
@@ -273,7 +274,7 @@ def sample_detail(run: Run, sample_id: str) -> dict[str, Any]:
             )
         ),
         "sentences": motion_sentences(extra),
-        "timeline": timeline(extra),
+        "timeline": timeline(extra) or frame_timeline(run, sid),
         "thumbnails": thumbnails,
         "extra": {k: v for k, v in extra.items() if k not in _SHOWN_APART},
     }
@@ -318,6 +319,30 @@ def timeline(extra: Mapping[str, Any]) -> dict[str, Any] | None:
         ):
             return {"times": times, "labels": labels, "probs": probs}
     return None
+
+
+def frame_timeline(run: Run, sample_id: str) -> dict[str, Any] | None:
+    """The main face's per-frame probabilities from the run's frame tables (None: no frames).
+
+    A frame without the main face keeps its time with null probabilities: a gap, not a guess.
+    """
+    folder = frames_dir(run.folder, run.key)
+    if not folder.is_dir():
+        return None
+    table = read_frame_tables(folder, [sample_id])
+    if table.empty:
+        return None
+    labels = table.emo.labels
+    table = table.sort_values(["time", "frame"])
+    main = table[table["main"].astype(bool)].drop_duplicates("frame").set_index("frame")
+    probs = main[[PROB_PREFIX + label for label in labels]]
+    rows = []
+    times = []
+    for frame, time in table.drop_duplicates("frame")[["frame", "time"]].itertuples(index=False):
+        times.append(float(time))
+        values = probs.loc[frame].tolist() if frame in probs.index else None
+        rows.append(None if values is None else [None if v != v else float(v) for v in values])
+    return {"times": times, "labels": labels, "probs": rows}
 
 
 def has_thumbnails(conn: sqlite3.Connection) -> bool:

@@ -215,10 +215,19 @@ function drawTimeline(t) {
   const x = (v) => pad + ((v - t0) / (t1 - t0 || 1)) * (w - 2 * pad);
   const y = (p) => h - pad - p * (h - 2 * pad);
   t.labels.forEach((label, j) => {
-    const line = document.createElementNS(ns, "polyline");
-    line.setAttribute("points", t.times.map((time, i) => `${x(time)},${y(t.probs[i][j] || 0)}`).join(" "));
-    line.setAttribute("fill", "none"); line.setAttribute("stroke", COLOURS[j % COLOURS.length]);
-    svg.append(line);
+    // frames without a face (null) break the line: gaps stay visible
+    const segments = [[]];
+    t.times.forEach((time, i) => {
+      const p = t.probs[i] ? t.probs[i][j] : null;
+      if (p === null || p === undefined) { if (segments[segments.length - 1].length) segments.push([]); }
+      else segments[segments.length - 1].push(`${x(time)},${y(p)}`);
+    });
+    for (const points of segments.filter((s) => s.length)) {
+      const line = document.createElementNS(ns, "polyline");
+      line.setAttribute("points", points.join(" "));
+      line.setAttribute("fill", "none"); line.setAttribute("stroke", COLOURS[j % COLOURS.length]);
+      svg.append(line);
+    }
     const key = document.createElementNS(ns, "text");
     key.setAttribute("x", pad + (j % 4) * 100); key.setAttribute("y", h + 14 + 20 * Math.floor(j / 4));
     key.setAttribute("fill", COLOURS[j % COLOURS.length]); key.textContent = label;
