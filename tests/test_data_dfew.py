@@ -127,6 +127,14 @@ def test_split_file_without_expected_columns(release: Path) -> None:
         DFEW(release, labels_file="bad.csv")
 
 
+def test_headerless_split_file_says_the_header_is_missing(release: Path) -> None:
+    _write(release / "nohead.csv", "1,1\n23,4\n")
+    with pytest.raises(
+        InputError, match="nohead.csv: the header line is missing.*video_name,label"
+    ):
+        DFEW(release, fold=2, labels_file="nohead.csv")
+
+
 def test_missing_media_folder_is_an_upfront_error(tmp_path: Path) -> None:
     _write(tmp_path / "label" / "single_testset_1.csv", "video_name,label\n1,1\n")
     with pytest.raises(InputError, match="media_dir="):

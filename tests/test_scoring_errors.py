@@ -116,7 +116,7 @@ def test_missing_file_through_the_installed_command(tmp_path: Path) -> None:
             "n.csv",
             "gt,pred\nhappy,happy\n",
             ["--match", "fuzzy"],
-            ["unknown match mode 'fuzzy'", "'word' or 'contains'"],
+            ["unknown match mode 'fuzzy'", "word, contains, contains-any-case"],
         ),
         (
             "o.csv",

@@ -97,8 +97,9 @@ OPTIONS: dict[str, tuple[type, str]] = {
     "draw_seed": (int, "seed of the per-sample random draws [random, weighted-random]"),
     "match": (
         str,
-        "answer text → labels: word (whole labels and synonyms) | contains (a label's name "
-        "anywhere, as Paper B's script) [vlm, caption-llm, narracap-llm]",
+        "answer text → labels: word (prose, negation, cues, lists; docs/metrics.md) | contains "
+        "(Paper B's script: case-sensitive label name anywhere) | contains-any-case "
+        "[vlm, caption-llm, narracap-llm]",
     ),
     "vad": (
         bool,

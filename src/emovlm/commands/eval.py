@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -103,6 +104,14 @@ def eval_command(
     progress: Annotated[
         bool, typer.Option(help="show a progress bar", rich_help_panel=_RUN)
     ] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="count the requests, images or video seconds and estimated tokens the run would "
+            "send (vlm, contextual-vlm, msce), with no model call and no run folder",
+            rich_help_panel=_RUN,
+        ),
+    ] = False,
     executor: Annotated[
         str,
         typer.Option(
@@ -188,6 +197,9 @@ def eval_command(
         name, Path(settings["root"]), split=split_name, fold=fold_number, **dataset_options
     )
     model = build_recognizer(recognizer_name, data.label_space, recognizer_options)
+    if dry_run:
+        _print_dry_run(model, itertools.islice(data.samples(), settings["limit"]))
+        return
     if hasattr(model, "fit"):
         model.fit(
             open_dataset(
@@ -226,6 +238,32 @@ def eval_command(
     _print_summary(summary)
 
 
+def _print_dry_run(model: Any, samples: Any) -> None:
+    """What the run would send: requests, images or video seconds, estimated tokens."""
+    from emovlm.run.dry_run import plan_run
+
+    plan = plan_run(model, samples)
+    console = Console()
+    console.print(
+        f"[bold]dry run[/]: {plan.samples} samples → {plan.requests:,} requests, no model called"
+    )
+    if plan.images:
+        console.print(f"  images          {plan.images:,}")
+    if plan.videos:
+        console.print(
+            f"  videos          {plan.videos:,} ({plan.video_frames:,} frames, "
+            f"{plan.video_seconds:,.1f} s of video)"
+        )
+    rule = plan.family if plan.family != "unknown" else "unknown family: default per image/frame"
+    console.print(f"  visual tokens   ~{plan.visual_tokens:,} ({rule})")
+    console.print(f"  text tokens     ~{plan.text_tokens:,} (4 characters a token)")
+    console.print(f"  output tokens   ≤{plan.max_output_tokens:,}")
+    for reason in plan.unreadable[:10]:
+        console.print(f"  [yellow]unreadable[/] {reason}")
+    if len(plan.unreadable) > 10:
+        console.print(f"  … and {len(plan.unreadable) - 10} more unreadable samples")
+
+
 def _print_summary(summary: Any) -> None:
     """One screen of results: counts, headline metrics with intervals, the sink, the report path."""
     console = Console()
@@ -237,8 +275,8 @@ def _print_summary(summary: Any) -> None:
     ci = m.get("ci", {})
     for key in ("uar", "war", "macro_f1"):
         if key in m:
-            lo, hi = ci.get(key, (float("nan"), float("nan")))
-            console.print(f"  {key:9s} {m[key]:.4f}  [dim](95% CI {lo:.4f}–{hi:.4f})[/]")
+            bounds = f"  [dim](95% CI {ci[key][0]:.4f}–{ci[key][1]:.4f})[/]" if key in ci else ""
+            console.print(f"  {key:9s} {m[key]:.4f}{bounds}")
     if summary.report_files:
         console.print(f"  report: {summary.report_files.get('html', '')}")
 

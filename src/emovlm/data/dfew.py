@@ -65,6 +65,11 @@ def _split_rows(path: Path) -> Iterator[tuple[int, str, int]]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = {name.strip(): name for name in reader.fieldnames or []}
+        if reader.fieldnames and all(n.strip().isdigit() for n in reader.fieldnames):
+            raise InputError(
+                f"{path}: the header line is missing: line 1 is a data row "
+                f"({','.join(reader.fieldnames)}); add the line video_name,label at the top"
+            )
         if "video_name" not in columns or "label" not in columns:
             raise InputError(
                 f"{path}: expected a header with columns video_name,label; found "

@@ -41,9 +41,11 @@ MAP_DEFINITION = (
     "map: step-wise AP as sklearn.metrics.average_precision_score (sum over distinct score "
     "thresholds of recall gain x precision), mean over all categories; map_emotic: the EMOTIC "
     "authors' 11-point interpolated AP (mean over recall levels 0, 0.1, ..., 1 of the highest "
-    "precision at recall >= level), mean over all categories; a category without gold positives "
-    "has AP 0; missing scores count as 0"
+    "precision at recall >= level), one point per distinct score, mean over all categories; "
+    "map_emotic_rank: the same 11-point AP walked rank by rank as the authors' code does, tied "
+    "scores in sample order; a category without gold positives has AP 0; missing scores count as 0"
 )
+_AP_KEYS = (("map", "sklearn"), ("map_emotic", "emotic"), ("map_emotic_rank", "emotic-rank"))
 _CI_METRICS = (
     "uar",
     "war",
@@ -372,10 +374,8 @@ def _add_intervals(
 def _add_average_precision(
     metrics: dict, gold: np.ndarray, scores: np.ndarray, labels: list[str]
 ) -> None:
-    for key, definition in (("map", "sklearn"), ("map_emotic", "emotic")):
+    for key, definition in _AP_KEYS:
         per_class = average_precision_per_class(gold, scores, definition=definition)
         metrics[key] = float(per_class.mean())
         for label, ap in zip(labels, per_class, strict=True):
-            metrics["per_class"][label]["ap" if definition == "sklearn" else "ap_emotic"] = float(
-                ap
-            )
+            metrics["per_class"][label][key.replace("map", "ap", 1)] = float(ap)

@@ -104,9 +104,38 @@ def emotic_average_precision(gold: np.ndarray, scores: np.ndarray) -> float:
     return float(best.mean())
 
 
+def emotic_rank_average_precision(gold: np.ndarray, scores: np.ndarray) -> float:
+    """The EMOTIC authors' 11-point AP walked rank by rank, ties in sample order; 0 if no positive.
+
+    As rkosti/emotic's precisionrecallvector: samples sorted by score, highest first, precision
+    and recall taken after every single sample, so tied scores (0/1 answers) give one point per
+    sample and the result depends on the tie order; here tied samples keep their order in the
+    data (a stable sort). `emotic_average_precision` takes one point per distinct score instead.
+    """
+    gold = np.asarray(gold, dtype=bool)
+    n_positive = int(gold.sum())
+    if n_positive == 0:
+        return 0.0
+    order = np.argsort(-np.asarray(scores, float), kind="stable")
+    true_positives = np.cumsum(gold[order])
+    precision = true_positives / np.arange(1, len(order) + 1)
+    recall = true_positives / n_positive
+    reached = recall[None, :] >= EMOTIC_RECALL_POINTS[:, None]
+    return float(np.where(reached, precision[None, :], 0.0).max(axis=1).mean())
+
+
+AP_DEFINITIONS = {
+    "sklearn": average_precision,
+    "emotic": emotic_average_precision,
+    "emotic-rank": emotic_rank_average_precision,
+}
+"""AP definitions by name: sklearn's step-wise AP, EMOTIC's 11-point AP per distinct score, and
+EMOTIC's 11-point AP rank by rank (the authors' code, ties in sample order)."""
+
+
 def average_precision_per_class(
     gold: np.ndarray, scores: np.ndarray, *, definition: str = "sklearn"
 ) -> np.ndarray:
-    """AP of each column of (n, K) gold indicators and scores; definition 'sklearn' or 'emotic'."""
-    function = {"sklearn": average_precision, "emotic": emotic_average_precision}[definition]
+    """AP of each column of (n, K) gold indicators and scores; a definition of AP_DEFINITIONS."""
+    function = AP_DEFINITIONS[definition]
     return np.array([function(gold[:, k], scores[:, k]) for k in range(gold.shape[1])])

@@ -12,7 +12,7 @@ from typing import Any
 from emovlm.errors import InputError
 from emovlm.eval.columns import ScoreColumns
 from emovlm.eval.vad import Vad
-from emovlm.labels import LabelSpace, get_label_space
+from emovlm.labels import MATCH_MODES, LabelSpace, get_label_space
 from emovlm.types import Prediction, Status
 
 _GOLD_SEPARATORS = re.compile(r"[,;|]")
@@ -68,8 +68,8 @@ def score_file(
     """
     path = Path(path)
     space = get_label_space(label_set)
-    if match not in ("word", "contains"):
-        raise InputError(f"unknown match mode {match!r}; use 'word' or 'contains'")
+    if match not in MATCH_MODES:
+        raise InputError(f"unknown match mode {match!r}; use one of: {', '.join(MATCH_MODES)}")
     records = list(_read_records(path))
     if not records:
         raise InputError(f"{path}: no rows to score; the file is empty or has only a header")
@@ -200,6 +200,7 @@ def _read_prediction(
         scores=_read_scores(record.get("scores"), space, path, where),
         raw=text,
         status=parsed.status,
+        extra={"parse": parsed.to_json()},
     )
 
 

@@ -30,7 +30,7 @@ from emovlm.faces.crop import crop_face
 from emovlm.faces.registry import get_face_detector
 from emovlm.faces.track import track_faces
 from emovlm.frames import parse_sampler
-from emovlm.labels import LabelSpace, MatchMode
+from emovlm.labels import MATCH_MODES, LabelSpace, MatchMode
 from emovlm.prompts import load_prompt
 from emovlm.recognizers.base import (
     SETUP_ERRORS,
@@ -47,7 +47,7 @@ from emovlm.vocab import load_definitions
 MODES: tuple[Mode, ...] = ("generate", "score")
 PersonView = Literal["box", "crop", "crop+full"]
 PERSON_VIEWS: tuple[PersonView, ...] = ("box", "crop", "crop+full")
-MATCH_MODES: tuple[MatchMode, ...] = ("word", "contains")
+
 PREPARE_THREADS = 4
 """Threads that decode media, hash requests and read and write the cache while a server works."""
 
@@ -109,6 +109,7 @@ class AnswerReader:
         if self.vad:
             extra["vad"], text = parse_vad(text)
         parsed = self.label_space.parse(text, match=self.match)
+        extra["parse"] = parsed.to_json()
         reason = ""
         if parsed.status is Status.UNPARSED:
             cut = " (cut off by --max-new-tokens)" if answer.finish_reason == "length" else ""
@@ -205,7 +206,9 @@ class VLMRecognizer:
         if person not in PERSON_VIEWS:
             raise InputError(f"--person {person!r} is unknown; choose {', '.join(PERSON_VIEWS)}")
         if match not in MATCH_MODES:
-            raise InputError(f"--match {match!r} is unknown; choose word or contains")
+            raise InputError(
+                f"--match {match!r} is unknown; choose one of: {', '.join(MATCH_MODES)}"
+            )
         if (
             image_size < 28
             or max_new_tokens < 1
@@ -369,10 +372,15 @@ class VLMRecognizer:
         if self.person == "crop+full" and sample.box is not None and self.detector is None:
             crops, _ = self.view(sample, clip, person="crop")
             visuals.append(visual_part(crops, rate))
-        text = self.template.render(
+        request = VLMRequest((*visuals, self.question(sample, len(images))))
+        return _Prepared(sample, request, time.perf_counter() - started, extra)
+
+    def question(self, sample: Sample, frames: int) -> str:
+        """The prompt text asked about `sample` shown in `frames` frames."""
+        return self.template.render(
             labels=list(self.label_space.labels),
-            media="video" if len(images) > 1 else "image",
-            num_frames=len(images),
+            media="video" if frames > 1 else "image",
+            num_frames=frames,
             multi_label=self.label_space.multi_label,
             dataset=self.label_space.name,
             person=self.person if sample.box is not None and self.detector is None else None,
@@ -380,8 +388,6 @@ class VLMRecognizer:
             definitions=self.definitions,
             vad=self.reader.vad,
         )
-        request = VLMRequest((*visuals, text))
-        return _Prepared(sample, request, time.perf_counter() - started, extra)
 
     def view(
         self, sample: Sample, clip: Clip, person: PersonView | None = None
