@@ -3,7 +3,8 @@
 A key covers the backend, the model fingerprint, the full request (images and frames by the
 SHA-256 of their pixels) and the generation settings, so a cached answer is reused only for the
 identical question to the identical model. The store is one SQLite file (WAL mode, safe for
-several processes); values are JSON.
+several processes; synchronous=NORMAL: a committed answer survives a killed process, only an
+OS crash or power loss can drop the last ones); values are JSON.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class ResponseCache:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
         with self._lock, self._db:
             self._db.execute("PRAGMA journal_mode=WAL")
+            # each commit survives the process being killed; only an OS crash may lose the last
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
             )
