@@ -139,11 +139,13 @@ def test_mismatched_gold_length_is_a_programming_error(tmp_path: Path) -> None:
 
 def test_gold_vad_is_kept_and_chunks_carry_only_what_scoring_reads(tmp_path: Path) -> None:
     vads = [(5.5, 3.0, 7.0), None, (1.0, 10.0, 2.5), None]
-    answered = Prediction("00020", ("happy",), raw="happy", extra={"vad": [6, 3, 7], "x": [1]})
+    answered = Prediction(
+        "00020", ("happy",), raw="happy", extra={"vad": [6, 3, 7], "x": "a", "y": 1}
+    )
     with RunStore(tmp_path) as store:
         store.write("k", PREDICTIONS, GOLD, gold_vad=vads)
         store.write("k", [answered], [("happy",)])
-        chunks = list(store.chunks("k", size=2))
+        chunks = list(store.chunks("k", size=2, extras=("vad", "x")))
         unscored = next(store.chunks("k", scores=False))
     assert [len(predictions) for predictions, _, _ in chunks] == [2, 2, 1]
     predictions = [p for chunk, _, _ in chunks for p in chunk]
@@ -165,7 +167,7 @@ def test_gold_vad_is_kept_and_chunks_carry_only_what_scoring_reads(tmp_path: Pat
         assert read.extra == {} and read.cost == Cost()
     assert predictions[0].raw == ""  # ok rows: raw text is not read
     assert predictions[1].raw == "pain" and predictions[2].raw == "I cannot tell."
-    assert predictions[3].extra == {"vad": [6, 3, 7]}
+    assert predictions[3].extra == {"vad": [6, 3, 7], "x": "a"}  # only the extras asked for
     assert unscored[0][0].scores is None
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from emovlm.errors import InputError
-from emovlm.eval.bootstrap import bootstrap_code_counts, bootstrap_sums, percentile_intervals
+from emovlm.eval.bootstrap import bootstrap_code_counts, percentile_intervals
 from emovlm.eval.diagnostics import (
     collapse_diagnostics,
     group_recall,
@@ -58,6 +58,9 @@ _CI_METRICS = (
 )
 _MULTI_CI_METRICS = ("hamming", "subset_accuracy", "jaccard")
 _STATUS_COLUMN = {Status.OUT_OF_SET: 0, Status.UNPARSED: 1, Status.FAILED: 2}
+EXTRA_KEYS = ("vad", "parse", "judge")
+"""The `Prediction.extra` entries scoring reads: the answered VAD and, for the parse audit, the
+parser's reading and a judge's verdict."""
 
 
 def gold_indices(
@@ -123,9 +126,9 @@ class ScoreColumns:
     """The per-sample arrays that scoring needs, for `n` samples added chunk by chunk in order.
 
     `multi_label=None` follows `space.multi_label`. Single-label: gold index, answer code and gold
-    rank per sample (int32). Multi-label: (n, K) gold and answer indicators, status columns, and
-    (n, K) scores once a prediction carries any. Gold and answered VAD are (n, 3) arrays, made
-    only when a sample has one.
+    rank per sample (int32). Multi-label: each sample's gold and answer indicators and status
+    columns packed into bits (2K + 3 bits), and (n, K) scores once a prediction carries any.
+    Gold and answered VAD are (n, 3) arrays, made only when a sample has one.
     """
 
     def __init__(self, space: LabelSpace, n: int, *, multi_label: bool | None = None) -> None:
@@ -141,9 +144,7 @@ class ScoreColumns:
         self.scores: np.ndarray | None = None
         k = len(space)
         if self.multi:
-            self.gold = np.zeros((n, k), dtype=bool)
-            self.answers = np.zeros((n, k), dtype=bool)
-            self.status = np.zeros((n, len(EXTRA_COLUMNS)), dtype=np.int8)
+            self.patterns = np.zeros((n, (2 * k + len(EXTRA_COLUMNS) + 7) // 8), dtype=np.uint8)
         else:
             self.gold = np.zeros(n, dtype=np.int32)
             self.answers = np.zeros(n, dtype=np.int32)
@@ -198,18 +199,20 @@ class ScoreColumns:
     def _add_multi(
         self, start: int, sets: list[tuple[int, ...]], predictions: Sequence[Prediction]
     ) -> None:
-        space, labels = self.space, list(self.space.labels)
-        for i, (g, p) in enumerate(zip(sets, predictions, strict=True), start=start):
-            self.gold[i, list(g)] = True
+        space, labels, k = self.space, list(self.space.labels), len(self.space)
+        bits = np.zeros((len(predictions), 2 * k + len(EXTRA_COLUMNS)), dtype=bool)
+        for i, (g, p) in enumerate(zip(sets, predictions, strict=True)):
+            bits[i, list(g)] = True
             outcome = Status(p.status)
             if outcome in _STATUS_COLUMN:
-                self.status[i, _STATUS_COLUMN[outcome]] = 1
+                bits[i, 2 * k + _STATUS_COLUMN[outcome]] = True
             if outcome not in (Status.FAILED, Status.UNPARSED):
-                self.answers[i, [space.index(a) for a in p.labels if a in space]] = True
+                bits[i, [k + space.index(a) for a in p.labels if a in space]] = True
             if p.scores:
                 if self.scores is None:
-                    self.scores = np.zeros(self.gold.shape)
-                self.scores[i] = [float(p.scores.get(lab, 0.0)) for lab in labels]
+                    self.scores = np.zeros((self.n, k))
+                self.scores[start + i] = [float(p.scores.get(lab, 0.0)) for lab in labels]
+        self.patterns[start : start + len(predictions)] = np.packbits(bits, axis=1)
 
     def score(self, n_bootstrap: int, seed: int) -> dict:
         """Metrics, diagnostics and bootstrap intervals of the `n` samples added."""
@@ -266,21 +269,32 @@ class ScoreColumns:
         return metrics
 
     def _score_multi_label(self, n_bootstrap: int, seed: int) -> dict:
-        space, n, gold, answered, status = self.space, self.n, self.gold, self.answers, self.status
+        """Multi-label scores over the distinct (gold, answer, status) patterns, weighted by count.
+
+        Every per-sample statistic is a function of the sample's pattern, so sums over samples
+        (and over bootstrap resamples) are pattern counts times one row per pattern.
+        """
+        space, n = self.space, self.n
         k, labels = len(space), list(space.labels)
+        keys = self.patterns.view(f"V{self.patterns.shape[1]}").ravel()
+        unique, codes = np.unique(keys, return_inverse=True)
+        counts = np.bincount(codes, minlength=len(unique))
+        bits = np.unpackbits(
+            unique.view(np.uint8).reshape(len(unique), -1), axis=1, count=2 * k + len(EXTRA_COLUMNS)
+        ).astype(bool)
+        gold, answered, status = bits[:, :k], bits[:, k : 2 * k], bits[:, 2 * k :].astype(int)
         rows = sample_statistics(gold, answered)
-        scores = multilabel_scores(rows.sum(axis=0), k, n)
+        scores = multilabel_scores(counts.astype(float) @ rows, k, n)
         for i, column in enumerate(EXTRA_COLUMNS):
-            scores[f"{column}_rate"] = status[:, i].mean()
+            scores[f"{column}_rate"] = (counts @ status[:, i]) / n
         head, tail = head_tail_split(scores["support"])
-        cross = gold.T.astype(int) @ answered.astype(int)
+        weighted_gold = gold.T.astype(int) * counts
+        cross = weighted_gold @ answered.astype(int)
 
         metrics = _headline(space, n, scores, multi=True)
         for name in _MULTI_CI_METRICS:
             metrics[name] = float(scores[name])
-        metrics["confusion"] = _confusion_json(
-            labels, np.hstack([cross, gold.T.astype(int) @ status.astype(int)])
-        )
+        metrics["confusion"] = _confusion_json(labels, np.hstack([cross, weighted_gold @ status]))
         metrics.update(
             collapse_diagnostics(
                 labels,
@@ -295,9 +309,10 @@ class ScoreColumns:
         metrics["out_of_set_answers"] = dict(self.out_of_set.most_common())
         metrics["map_definition"] = MAP_DEFINITION
         if self.scores is not None:
-            _add_average_precision(metrics, gold, self.scores, labels)
+            _add_average_precision(metrics, gold[codes], self.scores, labels)
         if n_bootstrap:
-            sums = bootstrap_sums(np.hstack([rows, status]), n_bootstrap, seed)
+            resampled_counts = bootstrap_code_counts(codes, len(unique), n_bootstrap, seed)
+            sums = resampled_counts.astype(float) @ np.hstack([rows, status])
             resampled = multilabel_scores(sums[:, : rows.shape[1]], k, n)
             for i, column in enumerate(EXTRA_COLUMNS):
                 resampled[f"{column}_rate"] = sums[:, rows.shape[1] + i] / n

@@ -350,14 +350,14 @@ def _with_report(
     Rows are read in sample-id order (the order answers came in varies), a chunk of columns at a
     time: memory does not grow with the run, only the rows the report shows are read whole.
     """
-    from emovlm.eval.columns import ScoreColumns
+    from emovlm.eval.columns import EXTRA_KEYS, ScoreColumns
     from emovlm.eval.report import MAX_TIMELINES, ExamplePicker, write_report
 
     key, space = summary.config_key, label_space_of(entry)
     n_rows = store.count(key)
     columns = ScoreColumns(space, n_rows)
     picker = ExamplePicker()
-    for predictions, gold, gold_vad in store.chunks(key, scores=columns.multi):
+    for predictions, gold, gold_vad in store.chunks(key, scores=columns.multi, extras=EXTRA_KEYS):
         columns.add(gold, predictions, gold_vad)
         picker.add(predictions, gold)
     metrics = columns.score(n_bootstrap, seed)

@@ -82,7 +82,7 @@ _INSERT = f"INSERT INTO predictions ({', '.join(_COLUMNS)}) VALUES ({_PLACEHOLDE
 _READ_COLUMNS = ", ".join(_COLUMNS[1 : _COLUMNS.index("finished")])
 _CHUNK_COLUMNS = (
     "sample_id, gold, labels, {scores}, CASE WHEN status = 'ok' THEN '' ELSE raw END, status, "
-    "reason, json_extract(extra, '$.vad'), gold_valence, gold_arousal, gold_dominance"
+    "reason, json_object({extras}), gold_valence, gold_arousal, gold_dominance"
 )
 _UPDATED = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[2:])
 _IGNORE_EXISTING = f"{_INSERT} ON CONFLICT (config_key, sample_id) DO NOTHING"
@@ -258,22 +258,32 @@ class RunStore:
         ).fetchone()[0]
 
     def chunks(
-        self, key: str, *, scores: bool = True, size: int | None = None
+        self,
+        key: str,
+        *,
+        scores: bool = True,
+        extras: Sequence[str] = ("vad",),
+        size: int | None = None,
     ) -> Iterator[tuple[list[Prediction], list[tuple[str, ...]], list[Vad | None]]]:
         """The rows of configuration `key` in sample-id order, `size` (CHUNK_ROWS) at a time.
 
         Each chunk is (predictions, gold labels, gold VAD). The predictions hold what scoring and
         the report's example table read: labels, scores (None unless `scores`), status, reason,
-        raw text (empty for ok rows), and `extra` with only "vad", when the answer has one; no
-        cost. Only one chunk is in memory at a time.
+        raw text (empty for ok rows), and `extra` with only the non-null entries named in
+        `extras`; no cost. Only one chunk is in memory at a time.
         """
-        columns = _CHUNK_COLUMNS.format(scores="scores" if scores else "NULL")
+        columns = _CHUNK_COLUMNS.format(
+            scores="scores" if scores else "NULL",
+            extras=", ".join(["?, json_extract(extra, ?)"] * len(extras)),
+        )
+        paths = [part for name in extras for part in (name, f'$."{name}"')]
         cursor = self._conn.execute(
-            f"SELECT {columns} FROM predictions WHERE config_key = ? ORDER BY sample_id", (key,)
+            f"SELECT {columns} FROM predictions WHERE config_key = ? ORDER BY sample_id",
+            (*paths, key),
         )
         while rows := cursor.fetchmany(size or CHUNK_ROWS):
             predictions, gold, vads = [], [], []
-            for sample_id, gold_json, labels, score_json, raw, status, reason, vad, *g in rows:
+            for sample_id, gold_json, labels, score_json, raw, status, reason, extra, *g in rows:
                 predictions.append(
                     Prediction(
                         sample_id=sample_id,
@@ -282,7 +292,7 @@ class RunStore:
                         raw=raw,
                         status=Status(status),
                         reason=reason,
-                        extra={} if vad is None else {"vad": json.loads(vad)},
+                        extra={k: v for k, v in json.loads(extra).items() if v is not None},
                     )
                 )
                 gold.append(tuple(json.loads(gold_json)))
