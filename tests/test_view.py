@@ -178,7 +178,8 @@ def test_paired_bootstrap_agrees_with_eval_compare():
     }
     ids = [f"c{i}" for i in range(n)]
     run = Run("0", Path("unused"), "k", DFEW, {})
-    ours = _statistics(Comparison(run, run, ids, gold, answers), k, k + 3)
+    seqs = {"reference": np.arange(n), "other": np.arange(n)}
+    ours = _statistics(Comparison(run, run, seqs, gold, answers), k, k + 3)
     golds = [(DFEW.labels[g],) for g in gold]
     theirs = paired_comparison(
         {

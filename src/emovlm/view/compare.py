@@ -9,7 +9,6 @@ drawing counts instead of n indices per resample takes milliseconds on 40,000 sa
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,15 +18,8 @@ from emovlm.errors import InputError
 from emovlm.eval.bootstrap import percentile_intervals
 from emovlm.eval.compare import PAIRED_METRICS
 from emovlm.eval.metrics import single_label_scores
-from emovlm.view.runs import (
-    MAX_PAGE_SIZE,
-    PAGE_SIZE,
-    RAW_PREVIEW,
-    Run,
-    answer_columns,
-    answer_sql,
-    reading,
-)
+from emovlm.view.index import PAGE_SIZE, RunIndex, check_paging, rows_by_seq
+from emovlm.view.runs import Run, answer_columns
 
 CHANGES = ("fixed", "broken", "changed")
 """Kinds of sample lists: wrong → right, right → wrong, any change of the top answer."""
@@ -35,16 +27,19 @@ CHANGES = ("fixed", "broken", "changed")
 N_BOOTSTRAP = 1000
 SEED = 0
 CI_LEVEL = 0.95
-_IDS_PER_QUERY = 500
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """Two runs' answers on their shared samples (reference order) and the paired statistics."""
+    """Two runs' answers on their shared samples (reference order) and the paired statistics.
+
+    `seqs` holds each side's store row numbers of the shared samples; `gold` and `answers` their
+    gold label and each side's confusion column, as indices.
+    """
 
     reference: Run
     other: Run
-    ids: list[str]
+    seqs: dict[str, np.ndarray]
     gold: np.ndarray
     answers: dict[str, np.ndarray]
     summary: dict[str, Any] = field(default_factory=dict)
@@ -75,42 +70,37 @@ def check_comparable(reference: Run, other: Run) -> None:
         )
 
 
-def compare_runs(reference: Run, other: Run) -> Comparison:
+def compare_runs(reference: RunIndex, other: RunIndex) -> Comparison:
     """Paired differences (other − reference) overall and per class, on the shared samples."""
-    check_comparable(reference, other)
-    space = reference.label_space
-    columns = answer_columns(space)
-    a_sql, a_params = answer_sql(space, "a")
-    b_sql, b_params = answer_sql(space, "b")
-    with reading(reference) as conn:
-        conn.execute("ATTACH DATABASE ? AS other", (f"file:{other.store}?mode=ro",))
-        rows = conn.execute(
-            f"SELECT a.sample_id, json_extract(a.gold, '$[0]'), json_extract(b.gold, '$[0]'), "
-            f"{a_sql}, {b_sql} FROM main.predictions a JOIN other.predictions b "
-            "ON b.config_key = ? AND b.sample_id = a.sample_id WHERE a.config_key = ? "
-            "ORDER BY a.seq",
-            [*a_params, *b_params, other.key, reference.key],
-        ).fetchall()
-    if not rows:
-        raise InputError(f"{reference.name} and {other.name} share no sample")
-    index = {name: i for i, name in enumerate(columns)}
-    for sample_id, gold_a, gold_b, *_ in rows:
-        if gold_a != gold_b or gold_a not in space:
-            raise InputError(
-                f"sample {sample_id!r} has gold {gold_a!r} in {reference.name} but {gold_b!r} in "
-                f"{other.name}; compare runs of the same dataset"
-            )
-    gold = np.array([index[g] for _, g, *_ in rows])
-    answers = {
-        "reference": np.array([index[a] for *_, a, _ in rows]),
-        "other": np.array([index[b] for *_, b in rows]),
-    }
-    comparison = Comparison(reference, other, [r[0] for r in rows], gold, answers)
-    comparison.summary.update(_statistics(comparison, len(space), len(columns)))
+    check_comparable(reference.run, other.run)
+    where = {sample_id: i for i, sample_id in enumerate(other.ids)}
+    mine = np.array([i for i, sample_id in enumerate(reference.ids) if sample_id in where])
+    if not len(mine):
+        raise InputError(f"{reference.run.name} and {other.run.name} share no sample")
+    theirs = np.array([where[sample_id] for sample_id in reference.ids[mine]])
+    differs = np.flatnonzero((reference.gold[mine] != other.gold[theirs]).any(axis=1))
+    if len(differs):
+        sample_id = reference.ids[mine[differs[0]]]
+        raise InputError(
+            f"sample {sample_id!r} has other gold labels in {other.run.name} than in "
+            f"{reference.run.name}; compare runs of the same dataset"
+        )
+    comparison = Comparison(
+        reference.run,
+        other.run,
+        {"reference": reference.seq[mine], "other": other.seq[theirs]},
+        reference.gold[mine].argmax(axis=1),
+        {
+            "reference": reference.column[mine].astype(np.int64),
+            "other": other.column[theirs].astype(np.int64),
+        },
+    )
+    space = reference.run.label_space
+    comparison.summary.update(_statistics(comparison, len(space), len(answer_columns(space))))
     comparison.summary.update(
-        reference=reference.describe(),
-        other=other.describe(),
-        n=len(rows),
+        reference=reference.run.describe(),
+        other=other.run.describe(),
+        n=len(mine),
         changes={kind: int(len(comparison.kind(kind))) for kind in CHANGES},
     )
     return comparison
@@ -166,46 +156,24 @@ def changed_samples(
     comparison: Comparison, kind: str, offset: int = 0, limit: int = PAGE_SIZE
 ) -> dict[str, Any]:
     """One page of the shared samples that `kind` (fixed, broken, changed) picks, in run order."""
-    if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
-        raise InputError(f"offset must be ≥ 0 and limit 1–{MAX_PAGE_SIZE} (got {offset}, {limit})")
-    positions = comparison.kind(kind)
-    ids = [comparison.ids[i] for i in positions[offset : offset + limit]]
+    check_paging(offset, limit)
+    positions = comparison.kind(kind)[offset : offset + limit]
     sides = {
-        name: _answers(run, ids)
-        for name, run in (("reference", comparison.reference), ("other", comparison.other))
+        side: rows_by_seq(run, [int(s) for s in comparison.seqs[side][positions]])
+        for side, run in (("reference", comparison.reference), ("other", comparison.other))
     }
     return {
         "kind": kind,
-        "total": int(len(positions)),
+        "total": int(len(comparison.kind(kind))),
         "offset": offset,
         "limit": limit,
         "rows": [
             {
-                "sample_id": sample_id,
-                "gold": sides["reference"][sample_id]["gold"],
-                "reference": sides["reference"][sample_id]["answer"],
-                "other": sides["other"][sample_id]["answer"],
+                "sample_id": ref["sample_id"],
+                "gold": ref["gold"],
+                "reference": {"answer": ref["answer"], "raw": ref["raw"]},
+                "other": {"answer": oth["answer"], "raw": oth["raw"]},
             }
-            for sample_id in ids
+            for ref, oth in zip(sides["reference"], sides["other"], strict=True)
         ],
     }
-
-
-def _answers(run: Run, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Gold, confusion column and raw-answer preview of the given samples of one run."""
-    answer, params = answer_sql(run.label_space)
-    found: dict[str, dict[str, Any]] = {}
-    with reading(run) as conn:
-        for start in range(0, len(ids), _IDS_PER_QUERY):
-            chunk = ids[start : start + _IDS_PER_QUERY]
-            rows = conn.execute(
-                f"SELECT sample_id, gold, {answer}, substr(raw, 1, {RAW_PREVIEW}) "
-                f"FROM predictions WHERE config_key = ? AND sample_id IN ({', '.join('?' * len(chunk))})",
-                [*params, run.key, *chunk],
-            )
-            for sample_id, gold, column, raw in rows:
-                found[sample_id] = {
-                    "gold": json.loads(gold),
-                    "answer": {"answer": column, "raw": raw},
-                }
-    return found

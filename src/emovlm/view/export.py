@@ -10,7 +10,7 @@ from typing import Any
 
 from emovlm.errors import InputError
 from emovlm.view import MAX_STATIC_SAMPLES
-from emovlm.view.compare import CHANGES, changed_samples, compare_runs
+from emovlm.view.compare import CHANGES, changed_samples
 from emovlm.view.runs import RAW_PREVIEW, Run, answer_sql, reading, sample_detail, thumbnail
 from emovlm.view.server import Explorer, asset, to_json
 
@@ -53,7 +53,9 @@ def static_page(runs: Sequence[Run], *, max_samples: int = MAX_STATIC_SAMPLES) -
         data["samples"][run.id] = rows
         totals.append(f"{len(rows)} of {data['summaries'][run.id]['metrics']['n']}")
     for reference, other in itertools.permutations(runs, 2):
-        data["compares"][f"{reference.id}|{other.id}"] = _comparison(reference, other, data)
+        data["compares"][f"{reference.id}|{other.id}"] = _comparison(
+            explorer, reference, other, data
+        )
     data["note"] = (
         f"Static page: it holds {', '.join(totals)} samples (per run, in run order), chosen "
         "confusion cell by confusion cell so that every cell has examples; sample lists, counts "
@@ -125,10 +127,12 @@ def _row(detail: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _comparison(reference: Run, other: Run, data: dict[str, Any]) -> dict[str, Any]:
+def _comparison(
+    explorer: Explorer, reference: Run, other: Run, data: dict[str, Any]
+) -> dict[str, Any]:
     """A comparison and its first MAX_CHANGES samples per kind (or why the runs cannot compare)."""
     try:
-        comparison = compare_runs(reference, other)
+        comparison = explorer.comparison({"ref": reference.id, "other": other.id})
     except InputError as exc:
         return {"error": str(exc)}
     changes = {}

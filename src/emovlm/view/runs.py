@@ -16,19 +16,9 @@ from emovlm.eval.tables import PROB_PREFIX, frames_dir, read_frame_tables
 from emovlm.labels import LabelSpace, get_label_space
 from emovlm.run.config import label_space_of, read_configs, report_dir
 from emovlm.run.store import STORE_FILE
-from emovlm.types import Status
-
-PAGE_SIZE = 50
-"""Samples per page unless the request asks for another count."""
-
-MAX_PAGE_SIZE = 500
-"""The most samples one page may hold."""
 
 RAW_PREVIEW = 240
 """Characters of the raw answer shown in a sample list (the detail view shows all of it)."""
-
-FILTERS = ("gold", "pred", "status", "oos", "q")
-"""Query parameters a sample list can be filtered by."""
 
 
 @dataclass(frozen=True)
@@ -156,90 +146,6 @@ def answer_sql(space: LabelSpace, table: str = "") -> tuple[str, list[str]]:
         f"WHEN {top} IN ({marks}) THEN {top} ELSE 'out_of_set' END)"
     )
     return sql, list(space.labels)
-
-
-def where_sql(run: Run, filters: Mapping[str, str]) -> tuple[str, list[Any]]:
-    """The WHERE clause (and its parameters) of a sample list filtered as the request asks."""
-    space = run.label_space
-    clauses, params = ["config_key = ?"], [run.key]
-    gold = filters.get("gold")
-    if gold:
-        clauses.append("EXISTS (SELECT 1 FROM json_each(gold) WHERE value = ?)")
-        params.append(gold)
-    pred = filters.get("pred")
-    if pred:
-        if space.multi_label and pred in space:
-            clauses.append(
-                "status NOT IN ('failed', 'unparsed') "
-                "AND EXISTS (SELECT 1 FROM json_each(labels) WHERE value = ?)"
-            )
-            params.append(pred)
-        elif space.multi_label:
-            clauses.append("status = ?")
-            params.append(pred)
-        else:
-            sql, extra = answer_sql(space)
-            clauses.append(f"{sql} = ?")
-            params.extend([*extra, pred])
-    status = filters.get("status")
-    if status:
-        if status not in {s.value for s in Status}:
-            raise InputError(
-                f"status {status!r} is not one of {', '.join(s.value for s in Status)}"
-            )
-        clauses.append("status = ?")
-        params.append(status)
-    oos = filters.get("oos")
-    if oos:
-        if space.multi_label:
-            clauses.append("EXISTS (SELECT 1 FROM json_each(labels) WHERE value = ?)")
-        else:
-            clauses.append("status = 'out_of_set' AND json_extract(labels, '$[0]') = ?")
-        params.append(oos)
-    text = filters.get("q")
-    if text:
-        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        clauses.append("raw LIKE ? ESCAPE '\\'")
-        params.append(f"%{escaped}%")
-    return " AND ".join(clauses), params
-
-
-def sample_page(
-    run: Run, filters: Mapping[str, str], offset: int = 0, limit: int = PAGE_SIZE
-) -> dict[str, Any]:
-    """One page of the run's samples that pass `filters`, in run order, and how many pass."""
-    if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
-        raise InputError(f"offset must be ≥ 0 and limit 1–{MAX_PAGE_SIZE} (got {offset}, {limit})")
-    where, params = where_sql(run, filters)
-    answer, answer_params = answer_sql(run.label_space)
-    with reading(run) as conn:
-        (total,) = conn.execute(
-            f"SELECT COUNT(*) FROM predictions WHERE {where}", params
-        ).fetchone()
-        rows = conn.execute(
-            f"SELECT sample_id, gold, labels, status, substr(raw, 1, {RAW_PREVIEW}), "
-            f"length(raw), reason, {answer} FROM predictions WHERE {where} "
-            "ORDER BY seq LIMIT ? OFFSET ?",
-            [*answer_params, *params, limit, offset],
-        ).fetchall()
-    return {
-        "total": total,
-        "offset": offset,
-        "limit": limit,
-        "rows": [
-            {
-                "sample_id": sample_id,
-                "gold": json.loads(gold),
-                "labels": json.loads(labels),
-                "status": status,
-                "raw": raw,
-                "raw_truncated": raw_length > RAW_PREVIEW,
-                "reason": reason,
-                "answer": answer_column,
-            }
-            for sample_id, gold, labels, status, raw, raw_length, reason, answer_column in rows
-        ],
-    }
 
 
 def sample_detail(run: Run, sample_id: str) -> dict[str, Any]:

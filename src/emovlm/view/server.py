@@ -15,7 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 from emovlm.errors import InputError
 from emovlm.view import DEFAULT_HOST
 from emovlm.view.compare import Comparison, changed_samples, compare_runs
-from emovlm.view.runs import FILTERS, PAGE_SIZE, Run, sample_detail, sample_page, thumbnail
+from emovlm.view.index import FILTERS, PAGE_SIZE, RunIndex
+from emovlm.view.runs import Run, sample_detail, thumbnail
 from emovlm.view.summary import run_summary
 
 _ASSETS = {
@@ -65,8 +66,12 @@ class Explorer:
 
     def comparison(self, query: Mapping[str, str]) -> Comparison:
         """The (cached) comparison of the runs named by the ref and other parameters."""
-        ref, other = self.run(query, "ref"), self.run(query, "other")
-        return self._cached(("compare", ref.id, other.id), lambda: compare_runs(ref, other))
+        ref, other = self.index(self.run(query, "ref")), self.index(self.run(query, "other"))
+        return self._cached(("compare", ref.run.id, other.run.id), lambda: compare_runs(ref, other))
+
+    def index(self, run: Run) -> RunIndex:
+        """The run's (cached) sample index."""
+        return self._cached(("index", run.id), lambda: RunIndex.build(run))
 
     def answer(self, path: str, query: Mapping[str, str]) -> Any:
         """The JSON answer of one API call (path below /api/)."""
@@ -77,7 +82,7 @@ class Explorer:
             return self._cached(("summary", run.id), lambda: run_summary(run))
         if path == "samples":
             filters = {name: query[name] for name in FILTERS if query.get(name)}
-            return sample_page(self.run(query), filters, *_paging(query))
+            return self.index(self.run(query)).page(filters, *_paging(query))
         if path == "sample":
             return sample_detail(self.run(query), query.get("id", ""))
         if path == "compare":
