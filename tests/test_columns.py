@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emovlm.errors import InputError
-from emovlm.eval.columns import ScoreColumns
+from emovlm.eval.columns import EXTRA_KEYS, ScoreColumns
 from emovlm.eval.scoring import score_predictions
 from emovlm.labels import get_label_space
 from emovlm.run.store import RunStore
@@ -18,7 +18,8 @@ EMOTIC = get_label_space("emotic")
 
 
 def _emotic_run(n: int) -> tuple[list[Prediction], list[tuple[str, ...]], list]:
-    """Multi-label answers of every kind: scored or not, out-of-set words, failures, VAD."""
+    """Multi-label answers of every kind: scored or not, out-of-set words, failures, VAD, parser
+    readings."""
     rng = np.random.default_rng(5)
     labels = EMOTIC.labels
     predictions, gold, vads = [], [], []
@@ -28,6 +29,10 @@ def _emotic_run(n: int) -> tuple[list[Prediction], list[tuple[str, ...]], list]:
         vads.append(None if i % 5 == 0 else tuple(float(v) for v in rng.integers(1, 11, 3)))
         scores = {lab: float(s) for lab, s in zip(labels, rng.random(len(labels)), strict=True)}
         extra = {"vad": [float(v) for v in rng.integers(1, 11, 3)]} if i % 2 else {}
+        if i % 4:  # how the answer was read, as the parser and a judge record it
+            extra["parse"] = {"cue": "list", "negated": i % 8 == 1, "n_labels": len(picked)}
+            extra["judge"] = {"agrees": i % 3 == 0, "used": False} if i % 6 == 1 else None
+        extra["trajectory"] = {"times": [0.0], "labels": ["x"], "probs": [[1.0]]}
         if i % 7 == 3:
             predictions.append(Prediction.failed(f"p{i:03d}", "TimeoutError: no answer"))
         elif i % 7 == 5:
@@ -46,7 +51,7 @@ def test_a_multi_label_store_scored_in_chunks_equals_scoring_all_rows(tmp_path: 
     with RunStore(tmp_path) as store:
         store.write("k", predictions, gold, gold_vad=vads)
         columns = ScoreColumns(EMOTIC, store.count("k"))
-        for chunk, chunk_gold, chunk_vad in store.chunks("k", size=3):
+        for chunk, chunk_gold, chunk_vad in store.chunks("k", size=3, extras=EXTRA_KEYS):
             columns.add(chunk_gold, chunk, chunk_vad)
     metrics = columns.score(30, 2)
     assert metrics == expected
