@@ -13,6 +13,7 @@ from rich.table import Table
 
 from emovlm.commands._recognizer_options import build_recognizer, with_recognizer_options
 from emovlm.errors import InputError
+from emovlm.eval.tables import frame_table, write_table
 from emovlm.labels import get_label_space
 from emovlm.types import Prediction, Sample
 
@@ -82,6 +83,21 @@ def predict(
         str, typer.Option(help="specialist (offline default) | vlm")
     ] = "specialist",
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    frames_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="write per-frame results (time, frame, face box, track id, p_<label>, clip "
+            "label; one row per analysed frame and face) to FILE.parquet or FILE.csv [specialist]"
+        ),
+    ] = None,
+    all_faces: Annotated[
+        bool,
+        typer.Option(
+            "--all-faces",
+            help="per-frame rows for every tracked face, not only the main one (the clip label "
+            "still comes from the main face) [specialist]",
+        ),
+    ] = False,
     *,
     recognizer_options: dict[str, Any],
 ) -> None:
@@ -90,8 +106,15 @@ def predict(
     Examples:
       emovlm predict face.jpg clip.mp4
       emovlm predict clip.mp4 --label-set mafw --frames fps:5 --aggregate peak --json
+      emovlm predict interview.mp4 --frames-out interview.parquet --all-faces
     """
+    if frames_out is not None and frames_out.suffix.lower() not in (".parquet", ".csv"):
+        raise InputError(f"--frames-out {frames_out}: name a .parquet or .csv file")
+    if all_faces:
+        recognizer_options = {**recognizer_options, "all_faces": True}
     predictions = predict_media(media, label_set, recognizer, recognizer_options)
+    if frames_out is not None:
+        write_table(frame_table(predictions), frames_out)
     if as_json:
         typer.echo(json.dumps([prediction_record(p) for p in predictions], indent=2))
     else:

@@ -8,8 +8,8 @@ kept, never the frames, so memory does not grow with the video's length.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -151,68 +151,78 @@ class SpecialistRecognizer:
         }
 
     def predict(self, samples: Sequence[Sample]) -> list[Prediction]:
-        """Predict a batch, streaming each sample's frames through in bounded chunks."""
-        return [self._predict_one(sample) for sample in samples]
+        """Predict a batch, streaming each sample's frames through in bounded chunks.
 
-    def analyse(self, sample: Sample, *, embed: bool = False) -> FaceRows:
-        """Stream the sampled frames through tracking, cropping and the model; keep only rows.
-
-        Raises MediaError when the media cannot be read or no frame has a face; a stream that
-        breaks off after some frames keeps them and lists the rest as a gap.
+        Unreadable or faceless media give a failed prediction with the reason.
         """
+        return [
+            Prediction.failed(sample.id, str(rows), Cost(seconds=rows.seconds))
+            if isinstance(rows, _Failure)
+            else self._finish(sample, rows)
+            for sample, rows in zip(
+                samples, self.analyse(samples, embed=self.head is not None), strict=True
+            )
+        ]
+
+    def analyse(
+        self, samples: Sequence[Sample], *, embed: bool = False
+    ) -> list[FaceRows | _Failure]:
+        """Stream each sample's sampled frames through tracking, cropping and the model.
+
+        Only per-frame rows are kept. Crops of consecutive samples share model calls of about
+        `CHUNK_FRAMES` faces, so a batch of still images is classified together. A sample whose
+        media cannot be read, or that has no face, gives a `_Failure` (a MediaError with the
+        seconds spent); a stream that breaks off after some frames keeps them and lists the
+        rest as a gap.
+        """
+        queue = _ModelQueue(self.model.embed if embed else self.model.predict_proba)
+        pending = []
+        for sample in samples:
+            started = time.perf_counter()
+            try:
+                pending.append(self._stream(sample, queue))
+            except MediaError as exc:
+                pending.append(_Failure(str(exc), time.perf_counter() - started))
+        queue.flush()
+        return [item if isinstance(item, _Failure) else item.rows() for item in pending]
+
+    def _stream(self, sample: Sample, queue: _ModelQueue) -> _Pending:
+        """Decode, track and crop one sample chunk by chunk, queueing the crops for the model."""
         started = time.perf_counter()
         info = probe(sample.media)
         frames = stream_frames(sample.media, self.sampler.indices(info.frame_count, info.fps))
         tracker = FaceTracker(
             self.detector, self.face_step, person_box=sample.box, all_faces=self.all_faces
         )
-        parts: list[dict[str, np.ndarray]] = []
-        sampled, gaps = 0, []
+        pending = _Pending(sample, self.faces)
         try:
             for chunk in _chunks(frames, CHUNK_FRAMES):
-                sampled += len(chunk)
-                parts.append(self._rows(tracker.feed(chunk), embed))
+                pending.sampled += len(chunk)
+                pending.chunks.append(queue.add(self._rows(tracker.feed(chunk))))
         except MediaError as exc:
-            if not sampled:
+            if not pending.sampled:
                 raise
-            gaps.append({"start": None, "end": info.duration, "reason": f"not decoded: {exc}"})
-        parts.append(self._rows(tracker.finish(), embed))
-        rows = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-        if not (rows["track"] >= 0).any():
-            raise MediaError(
-                f"{sample.media}: no face found in {sampled} frame(s) with --faces {self.faces}; "
-                "if the media are already face crops use --faces none, or try --faces haar"
-            )
-        if gaps:
-            gaps[0]["start"] = float(rows["time"][-1])
-        return FaceRows(
-            **rows,
-            frames_sampled=sampled,
-            gaps=_gaps(rows["time"], rows["track"], rows["index"]) + gaps,
-            seconds=time.perf_counter() - started,
-        )
+            pending.broken = (info.duration, f"not decoded: {exc}")
+        pending.chunks.append(queue.add(self._rows(tracker.finish())))
+        pending.seconds = time.perf_counter() - started
+        return pending
 
-    def _rows(
-        self, settled: list[tuple[Frame, list[TrackedFace]]], embed: bool
-    ) -> dict[str, np.ndarray]:
-        """Rows for settled frames: one per face (or one per faceless frame), model outputs added."""
+    def _rows(self, settled: list[tuple[Frame, list[TrackedFace]]]) -> _Chunk:
+        """Rows for settled frames: one per face (or one per faceless frame), and their crops."""
         size = self.model.input_size
         rows = [(frame, face) for frame, faces in settled for face in (faces or [None])]
         crops = [crop_face(frame.image, face.face, size=size) for frame, face in rows if face]
-        model_outputs = self.model.embed(crops) if embed else self.model.predict_proba(crops)
-        has_face = np.array([face is not None for _, face in rows], dtype=bool)
-        outputs = np.full((len(rows), model_outputs.shape[1]), np.nan, dtype=np.float32)
-        outputs[has_face] = model_outputs
         boxes = np.full((len(rows), 4), np.nan, dtype=np.float32)
-        boxes[has_face] = np.reshape([face.face.box for _, face in rows if face], (-1, 4))
-        return {
+        track = np.array([face.track if face else -1 for _, face in rows], dtype=np.int32)
+        boxes[track >= 0] = np.reshape([face.face.box for _, face in rows if face], (-1, 4))
+        columns = {
             "index": np.array([frame.index for frame, _ in rows], dtype=np.int64),
             "time": np.array([frame.time for frame, _ in rows], dtype=np.float64),
             "box": boxes,
-            "track": np.array([face.track if face else -1 for _, face in rows], dtype=np.int32),
+            "track": track,
             "main": np.array([bool(face and face.main) for _, face in rows], dtype=bool),
-            "outputs": outputs,
         }
+        return _Chunk(columns, crops)
 
     def _label_probs(self, rows: FaceRows) -> np.ndarray:
         """Label probabilities of every row: the head's from features, or the model's by name.
@@ -230,17 +240,6 @@ class SpecialistRecognizer:
             mine = (rows.track == track) & ~rows.main
             probs[mine] = self.head.frame_probs(rows.outputs[mine])
         return probs
-
-    def _predict_one(self, sample: Sample) -> Prediction:
-        """One sample's prediction; unreadable or faceless media give a failed one."""
-        started = time.perf_counter()
-        try:
-            rows = self.analyse(sample, embed=self.head is not None)
-        except MediaError as exc:
-            return Prediction.failed(
-                sample.id, str(exc), Cost(seconds=time.perf_counter() - started)
-            )
-        return self._finish(sample, rows)
 
     def _finish(self, sample: Sample, rows: FaceRows) -> Prediction:
         probs = self._label_probs(rows)
@@ -275,6 +274,98 @@ class SpecialistRecognizer:
             cost=Cost(seconds=rows.seconds),
             extra=extra,
             frames=frames,
+        )
+
+
+class _Failure(str):
+    """Why a sample could not be analysed (a MediaError's message), with the seconds spent."""
+
+    seconds: float
+
+    def __new__(cls, reason: str, seconds: float) -> _Failure:
+        failure = super().__new__(cls, reason)
+        failure.seconds = seconds
+        return failure
+
+
+@dataclass
+class _Chunk:
+    """Rows of some settled frames, their face crops until the model has run, then its outputs."""
+
+    columns: dict[str, np.ndarray]
+    crops: list[np.ndarray]
+    outputs: np.ndarray | None = None
+    seconds: float = 0.0
+
+
+class _ModelQueue:
+    """Face crops waiting for the model, run about CHUNK_FRAMES at a time across samples."""
+
+    def __init__(self, run: Callable[[Sequence[np.ndarray]], np.ndarray]) -> None:
+        self.run = run
+        self.held: list[_Chunk] = []
+        self.count = 0
+
+    def add(self, chunk: _Chunk) -> _Chunk:
+        """Queue a chunk's crops; run the model once enough are waiting."""
+        self.held.append(chunk)
+        self.count += len(chunk.crops)
+        if self.count >= CHUNK_FRAMES:
+            self.flush()
+        return chunk
+
+    def flush(self) -> None:
+        """Run the model on every waiting crop; each chunk gets its outputs (NaN where faceless)."""
+        if not self.held:
+            return
+        started = time.perf_counter()
+        outputs = self.run([crop for chunk in self.held for crop in chunk.crops])
+        per_crop = (time.perf_counter() - started) / max(1, len(outputs))
+        offset = 0
+        for chunk in self.held:
+            has_face = chunk.columns["track"] >= 0
+            chunk.outputs = np.full((len(has_face), outputs.shape[1]), np.nan, dtype=np.float32)
+            chunk.outputs[has_face] = outputs[offset : offset + len(chunk.crops)]
+            offset += len(chunk.crops)
+            chunk.seconds, chunk.crops = per_crop * len(chunk.crops), []
+        self.held, self.count = [], 0
+
+
+@dataclass
+class _Pending:
+    """One sample streamed through: its chunks (outputs filled in once the queue has run)."""
+
+    sample: Sample
+    faces: str
+    chunks: list[_Chunk] = field(default_factory=list)
+    sampled: int = 0
+    broken: tuple[float, str] | None = None
+    seconds: float = 0.0
+
+    def rows(self) -> FaceRows | _Failure:
+        """The sample's rows, or why it has none (no face in any frame)."""
+        columns = {
+            key: np.concatenate([chunk.columns[key] for chunk in self.chunks])
+            for key in self.chunks[0].columns
+        }
+        seconds = self.seconds + sum(chunk.seconds for chunk in self.chunks)
+        if not (columns["track"] >= 0).any():
+            return _Failure(
+                f"{self.sample.media}: no face found in {self.sampled} frame(s) with --faces "
+                f"{self.faces}; if the media are already face crops use --faces none, or try "
+                "--faces haar",
+                seconds,
+            )
+        gaps = _gaps(columns["time"], columns["track"], columns["index"])
+        if self.broken is not None:
+            end, reason = self.broken
+            gaps.append({"start": float(columns["time"][-1]), "end": end, "reason": reason})
+        return FaceRows(
+            **columns,
+            outputs=np.concatenate([chunk.outputs for chunk in self.chunks]),
+            frames_sampled=self.sampled,
+            gaps=gaps,
+            seconds=seconds,
         )
 
 

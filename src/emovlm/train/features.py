@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from emovlm.assets import cache_dir
-from emovlm.errors import MediaError
 from emovlm.labels import LabelSpace
 from emovlm.recognizers.specialist import SpecialistRecognizer
 from emovlm.run.progress import EvalProgress
@@ -132,6 +131,7 @@ class FeatureExtractor:
         result: ExtractedFeatures,
     ) -> list[Status]:
         """Fill `found` for one batch: cached samples are read, the rest streamed through the model."""
+        to_run = []
         for sample in batch:
             try:
                 key = self.cache_key(sample)
@@ -142,11 +142,12 @@ class FeatureExtractor:
             if cached is not None:
                 found[sample.id] = cached
                 result.n_from_cache += 1
-                continue
-            try:
-                rows = self.pipeline.analyse(sample, embed=True)
-            except MediaError as exc:
-                result.failed[sample.id] = str(exc)
+            else:
+                to_run.append((key, sample))
+        analysed = self.pipeline.analyse([sample for _, sample in to_run], embed=True)
+        for (key, sample), rows in zip(to_run, analysed, strict=True):
+            if isinstance(rows, str):
+                result.failed[sample.id] = rows
                 continue
             features = FrameFeatures(rows.outputs[rows.main], rows.time[rows.main])
             self._write(key, features)
