@@ -206,3 +206,23 @@ def sweep_png(summary: Mapping) -> bytes:
     axes.set_title(_plain(f"Sweep: {summary['experiment']} (n = {summary['n']})"), fontsize=10)
     axes.legend(fontsize=8)
     return _png(figure)
+
+
+def curves_png(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+) -> bytes:
+    """One line per named series of (x, y) points, e.g. this run's and a paper's macro F1 vs fps."""
+    figure = Figure(figsize=(6.0, 4.0))
+    axes = figure.subplots()
+    for name, (x, y) in series.items():
+        axes.plot(np.asarray(x, dtype=float), np.asarray(y, dtype=float), marker="o", label=_plain(name))
+    axes.set_xlabel(_plain(xlabel))
+    axes.set_ylabel(_plain(ylabel))
+    axes.set_ylim(0.0, 1.02)
+    axes.set_title(_plain(title), fontsize=10)
+    axes.legend(fontsize=8)
+    return _png(figure)

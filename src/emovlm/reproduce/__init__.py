@@ -1,0 +1,1 @@
+"""Recipes that reproduce the source papers' experiments in one command, with their report."""
