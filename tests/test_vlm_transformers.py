@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,6 +88,14 @@ def test_label_scores_are_log_probabilities_of_disjoint_answers(vlm: Transformer
         assert (values < 0).all()
         assert np.exp(values).sum() <= 1.0 + 1e-5
         assert answer.cost.output_tokens == 0 and answer.cost.calls == 1
+
+
+def test_scoring_uses_no_deprecated_keyword(vlm: TransformersVLM) -> None:
+    """transformers announces removals with FutureWarning (e.g. `past_key_values=` in 5.40)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        answers = vlm.score(mixed_requests(), MAFW, GREEDY)
+    assert all(not a.error and len(a.label_logprobs) == len(MAFW) for a in answers)
 
 
 def _naive_label_logprob(vlm: TransformersVLM, request: VLMRequest, tokens: list[int]) -> float:

@@ -46,6 +46,11 @@ def supports_label_scoring(model: PreTrainedModel) -> bool:
     )
 
 
+def _cache_keyword(model: PreTrainedModel) -> str:
+    """The forward keyword for the key/value cache: `cache` in current transformers, else the old name."""
+    return "cache" if _accepts(model, "cache") else "past_key_values"
+
+
 def _prompt_position_ids(
     model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]
 ) -> torch.Tensor | None:
@@ -68,10 +73,10 @@ def score_labels(
     extra = {"position_ids": positions} if positions is not None else {}
     if _accepts(model, "logits_to_keep"):
         extra["logits_to_keep"] = 1
-    cache = DynamicCache(config=model.config)
-    out = model(**inputs, **extra, past_key_values=cache, use_cache=True)
+    cache = DynamicCache(config=model.config)  # filled in place by the forward pass
+    extra[_cache_keyword(model)] = cache
+    out = model(**inputs, **extra, use_cache=True)
     first = out.logits[:, -1].float().log_softmax(-1)
-    cache = out.past_key_values
     columns = []
     for spellings in labels:
         per_spelling = []
@@ -100,13 +105,11 @@ def _continuation_logprob(
     feed = torch.tensor(tokens[:-1], device=device).expand(batch, -1)
     steps = feed.shape[1]
     mask = torch.cat([attention, attention.new_ones(batch, steps)], dim=1)
-    kwargs = {}
+    kwargs: dict[str, object] = {_cache_keyword(model): cache}
     if positions is not None:
         offsets = torch.arange(steps, device=device, dtype=positions.dtype)
         kwargs["position_ids"] = positions[..., -1:] + 1 + offsets
-    out = model(
-        input_ids=feed, attention_mask=mask, past_key_values=cache, use_cache=True, **kwargs
-    )
+    out = model(input_ids=feed, attention_mask=mask, use_cache=True, **kwargs)
     logprobs = out.logits.float().log_softmax(-1)
     targets = torch.tensor(tokens[1:], device=device).expand(batch, -1)
     return logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).sum(-1)
