@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from emovlm.errors import InputError
+from emovlm.labels import LabelSpace
 from emovlm.types import Status
 from emovlm.view.runs import RAW_PREVIEW, Run, answer_columns, answer_sql, reading
 
@@ -47,37 +48,49 @@ class RunIndex:
     def build(cls, run: Run) -> RunIndex:
         """Read the run's rows once (ids, gold, answers, status) into arrays."""
         space = run.label_space
-        columns = answer_columns(space)
-        answer, params = answer_sql(space)
+        multi = space.multi_label
+        gold_sql, labels_sql = (
+            ("gold", "labels")
+            if multi
+            else ("json_extract(gold, '$[0]')", "json_extract(labels, '$[0]')")
+        )
         with reading(run) as conn:
             rows = conn.execute(
-                f"SELECT seq, sample_id, gold, labels, status, {answer} FROM predictions "
+                f"SELECT seq, sample_id, {gold_sql}, {labels_sql}, status FROM predictions "
                 "WHERE config_key = ? ORDER BY seq",
-                [*params, run.key],
+                (run.key,),
             ).fetchall()
         n, k = len(rows), len(space)
+        position = {label: i for i, label in enumerate(space.labels)}
+        status = np.array([r[4] for r in rows], dtype=object)
         gold = np.zeros((n, k), dtype=bool)
         answered = np.zeros((n, k), dtype=bool)
-        position = {label: i for i, label in enumerate(space.labels)}
-        column_of = {name: i for i, name in enumerate(columns)}
-        top = []
-        for i, (_, _, gold_json, labels_json, status, _) in enumerate(rows):
-            for label in json.loads(gold_json):
-                if label in position:
-                    gold[i, position[label]] = True
-            labels = json.loads(labels_json)
-            top.append(labels[0] if labels else "")
-            if status not in _NO_ANSWER:
-                answered[i, [position[a] for a in labels if a in position]] = True
+        if multi:
+            top = []
+            for i, (_, _, gold_json, labels_json, row_status) in enumerate(rows):
+                gold[i, [position[g] for g in json.loads(gold_json) if g in position]] = True
+                labels = json.loads(labels_json)
+                top.append(labels[0] if labels else "")
+                if row_status not in _NO_ANSWER:
+                    answered[i, [position[a] for a in labels if a in position]] = True
+            top_array = np.array(top, dtype=object)
+        else:
+            gold_index = np.array([position.get(r[2], -1) for r in rows], dtype=np.int64)
+            gold[np.flatnonzero(gold_index >= 0), gold_index[gold_index >= 0]] = True
+            top_array = np.array([r[3] or "" for r in rows], dtype=object)
+        column = _columns(space, status, top_array)
+        if not multi:
+            labelled = np.flatnonzero(column < k)
+            answered[labelled, column[labelled]] = True
         return cls(
             run=run,
             seq=np.array([r[0] for r in rows], dtype=np.int64),
             ids=np.array([r[1] for r in rows], dtype=object),
             gold=gold,
             answered=answered,
-            column=np.array([column_of[r[5]] for r in rows], dtype=np.int16),
-            status=np.array([r[4] for r in rows], dtype=object),
-            top=np.array(top, dtype=object),
+            column=column,
+            status=status,
+            top=top_array,
         )
 
     def __len__(self) -> int:
@@ -150,6 +163,17 @@ class RunIndex:
             "limit": limit,
             "rows": rows_by_seq(self.run, shown),
         }
+
+
+def _columns(space: LabelSpace, status: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Each sample's confusion column: its top label if ok and a label, else its outcome."""
+    columns = answer_columns(space)
+    position = {name: i for i, name in enumerate(columns)}
+    ok = status == Status.OK.value
+    outcome = np.where(ok, np.where(top == "", "unparsed", "out_of_set"), status)
+    named = np.array([position.get(t, -1) if t in space else -1 for t in top], dtype=np.int64)
+    fallback = np.array([position[o] for o in outcome], dtype=np.int64)
+    return np.where(ok & (named >= 0), named, fallback)
 
 
 def check_paging(offset: int, limit: int) -> None:

@@ -46,6 +46,7 @@ class Explorer:
         """Serve `runs` (from `open_runs`)."""
         self.runs = {run.id: run for run in runs}
         self._cache: dict[tuple, Any] = {}
+        self._locks: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def run(self, query: Mapping[str, str], name: str = "run") -> Run:
@@ -56,13 +57,28 @@ class Explorer:
         return self.runs[run_id]
 
     def _cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """The value stored under `key`, computed once (a second asker waits for the first)."""
         with self._lock:
-            if key in self._cache:
-                return self._cache[key]
-        value = compute()
-        with self._lock:
-            self._cache[key] = value
-        return value
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._cache:
+                self._cache[key] = compute()
+            return self._cache[key]
+
+    def warm(self) -> threading.Thread:
+        """Build every run's summary and sample index in a background thread; return it."""
+
+        def build() -> None:
+            for run in self.runs.values():
+                try:
+                    self.index(run)
+                    self.answer("summary", {"run": run.id})
+                except InputError:
+                    pass  # the request that needs it reports the problem
+
+        thread = threading.Thread(target=build, name="emovlm-view-warm", daemon=True)
+        thread.start()
+        return thread
 
     def comparison(self, query: Mapping[str, str]) -> Comparison:
         """The (cached) comparison of the runs named by the ref and other parameters."""
@@ -168,13 +184,24 @@ def _index(query: Mapping[str, str]) -> int:
         raise InputError(f"idx must be a whole number ({exc})") from exc
 
 
-def make_server(
-    runs: Sequence[Run], host: str = DEFAULT_HOST, port: int = 0
-) -> ThreadingHTTPServer:
-    """An HTTP server for `runs` bound to host:port (port 0 picks a free one); not yet serving."""
+class ExplorerServer(ThreadingHTTPServer):
+    """The explorer's HTTP server; `warming` is the thread building indexes and summaries."""
+
+    daemon_threads = True
+
+    def __init__(self, explorer: Explorer, address: tuple[str, int]) -> None:
+        """Bind to `address` and start warming the explorer's runs."""
+        super().__init__(address, make_handler(explorer))
+        self.explorer = explorer
+        self.warming = explorer.warm()
+
+
+def make_server(runs: Sequence[Run], host: str = DEFAULT_HOST, port: int = 0) -> ExplorerServer:
+    """An HTTP server for `runs` bound to host:port (port 0 picks a free one), not yet serving.
+
+    The runs' indexes and summaries start building in the background at once.
+    """
     try:
-        server = ThreadingHTTPServer((host, port), make_handler(Explorer(runs)))
+        return ExplorerServer(Explorer(runs), (host, port))
     except OSError as exc:
         raise InputError(f"cannot listen on {host}:{port} ({exc}); pick another --port") from exc
-    server.daemon_threads = True
-    return server
