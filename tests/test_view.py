@@ -31,7 +31,16 @@ from emovlm.types import Prediction
 from emovlm.view.compare import Comparison, _statistics
 from emovlm.view.runs import Run, open_runs
 from emovlm.view.server import make_server
-from view_runs import DFEW, GOLD, SCRIPT_ANSWER, other_predictions, reference_predictions, write_run
+from view_runs import (
+    DFEW,
+    EMOTIC,
+    GOLD,
+    SCRIPT_ANSWER,
+    emotic_predictions,
+    other_predictions,
+    reference_predictions,
+    write_run,
+)
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +110,45 @@ def test_filters(get, query, expected):
     assert status == 200
     assert {row["sample_id"] for row in page["rows"]} == expected
     assert page["total"] == len(expected)
+
+
+def _cells_match_the_matrix(get, run: str) -> int:
+    """Every confusion cell's sample list has as many samples as the cell counts; return cells."""
+    _, summary = get(f"/api/summary?run={run}")
+    confusion = summary["metrics"]["confusion"]
+    checked = 0
+    for gold, counts in zip(confusion["rows"], confusion["matrix"], strict=True):
+        for column, count in zip(confusion["columns"], counts, strict=True):
+            _, page = get(f"/api/samples?run={run}&gold={gold}&pred={column}&limit=1")
+            assert page["total"] == count, (gold, column)
+            checked += count > 0
+    return checked
+
+
+def test_confusion_cells_list_exactly_their_samples(get):
+    assert _cells_match_the_matrix(get, "0") == 10
+
+
+def test_multi_label_cells_list_exactly_their_samples(tmp_path):
+    predictions, gold = emotic_predictions()
+    write_run(tmp_path / "emotic", "vlm", predictions, gold=gold, space=EMOTIC)
+    server = make_server(open_runs([tmp_path / "emotic"]), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+
+    def fetch(path: str):
+        with urllib.request.urlopen(f"http://{host}:{port}{path}") as response:
+            return response.status, json.loads(response.read())
+
+    try:
+        assert _cells_match_the_matrix(fetch, "0") > 20
+        _, page = fetch("/api/samples?run=0&oos=serenity")
+        assert page["total"] == 6
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def test_bad_requests_name_the_problem(get):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from emovlm.eval.tables import FrameTableWriter, frames_dir
-from emovlm.labels import get_label_space
+from emovlm.labels import LabelSpace, get_label_space
 from emovlm.run.config import record_config, resolve_config
 from emovlm.run.runner import rebuild_report
 from emovlm.run.store import RunStore
@@ -95,20 +95,53 @@ def other_predictions() -> list[Prediction]:
     return [_ok(sample_id, label) for sample_id, label in answers.items()]
 
 
+EMOTIC = get_label_space("emotic")
+
+
+def emotic_predictions(
+    n: int = 60, seed: int = 5
+) -> tuple[list[Prediction], list[tuple[str, ...]]]:
+    """A multi-label run: 1-3 gold categories per person, answers of 0-3 categories or odd ones."""
+    rng = np.random.default_rng(seed)
+    labels = EMOTIC.labels[:6]
+    predictions, gold = [], []
+    for i in range(n):
+        gold.append(tuple(rng.choice(labels, rng.integers(1, 4), replace=False)))
+        kind = i % 10
+        if kind == 7:
+            predictions.append(Prediction(f"p{i:03d}", ("serenity",), status=Status.OUT_OF_SET))
+        elif kind == 8:
+            predictions.append(Prediction(f"p{i:03d}", (), raw="?", status=Status.UNPARSED))
+        elif kind == 9:
+            predictions.append(Prediction.failed(f"p{i:03d}", "MediaError: no image"))
+        else:
+            answer = tuple(rng.choice(labels, rng.integers(1, 4), replace=False))
+            predictions.append(Prediction(f"p{i:03d}", answer, raw=", ".join(answer)))
+    return predictions, gold
+
+
 def write_run(
-    run_dir: Path, recognizer: str, predictions: Sequence[Prediction], *, n_bootstrap: int = 50
+    run_dir: Path,
+    recognizer: str,
+    predictions: Sequence[Prediction],
+    *,
+    n_bootstrap: int = 50,
+    gold: Sequence[Sequence[str]] | None = None,
+    space: LabelSpace = DFEW,
 ) -> str:
     """Record a configuration, store its predictions, build its metrics; return its key."""
     config = resolve_config(
         {"name": "manifest", "root": "/data/test", "split": "test", "fold": None, "options": {}},
         recognizer,
         {"model": recognizer},
-        DFEW,
+        space,
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     key = record_config(run_dir, config)["key"]
+    if gold is None:
+        gold = [(GOLD[p.sample_id],) for p in predictions]
     with RunStore(run_dir) as store:
-        store.write(key, predictions, [(GOLD[p.sample_id],) for p in predictions])
+        store.write(key, predictions, gold)
     with FrameTableWriter(frames_dir(run_dir, key)) as tables:
         tables.add(predictions)
     rebuild_report(run_dir, config_key=key, n_bootstrap=n_bootstrap)
