@@ -151,6 +151,41 @@ def test_multi_label_cells_list_exactly_their_samples(tmp_path):
         thread.join()
 
 
+def test_full_frames_come_from_the_mounted_dataset(tmp_path, get):
+    root = tmp_path / "faces"
+    for name, colour in (("happy", 200), ("sad", 40)):
+        (root / name).mkdir(parents=True)
+        Image.fromarray(np.full((300, 400, 3), colour, dtype=np.uint8)).save(root / name / "a.png")
+    dataset = {"name": "folder", "root": str(root), "split": "test", "fold": 1}
+    dataset["options"] = {"label_set": "dfew"}
+    predictions = [Prediction("happy/a.png", ("happy",)), Prediction("sad/a.png", ("neutral",))]
+    folder = tmp_path / "run"
+    write_run(folder, "vlm", predictions, gold=[("happy",), ("sad",)], dataset=dataset)
+    server = make_server(open_runs([folder]), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    address = "http://{}:{}".format(*server.server_address[:2])
+    try:
+        with urllib.request.urlopen(f"{address}/api/frames?run=0&id=sad/a.png") as response:
+            frames = json.loads(response.read())
+        assert frames == {"frames": [{"index": 0, "caption": "frame 0 · 0.00 s"}], "reason": ""}
+        with urllib.request.urlopen(f"{address}/api/frame?run=0&id=sad/a.png&idx=0") as response:
+            picture = Image.open(io.BytesIO(response.read()))
+        assert picture.size == (400, 300) and abs(picture.getpixel((10, 10))[0] - 40) <= 3
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_full_frames_say_why_without_the_dataset(get):
+    status, frames = get("/api/frames?run=0&id=s01")
+    assert status == 200 and frames["frames"] == []
+    assert frames["reason"] == "the dataset is not mounted: /data/test does not exist"
+    status, body = get("/api/frame?run=0&id=s01&idx=0")
+    assert status == 400 and "not mounted" in body["error"]
+
+
 def test_bad_requests_name_the_problem(get):
     status, body = get("/api/samples?run=0&status=maybe")
     assert status == 400 and "status 'maybe' is not one of ok" in body["error"]

@@ -205,3 +205,20 @@ def test_switching_runs_shows_the_other_runs_matrix(browser, url):
     )
     click_cell(browser, "sad", "sad")
     assert row_ids(browser, "sample-rows") == {"s01", "s07"}
+
+
+def test_full_frames_button_says_why_none_are_shown(browser, url, static_url):
+    open_page(browser, url)
+    click_cell(browser, "sad", "neutral")
+    open_detail(browser, "sample-rows", "s01")
+    browser.find_element(By.ID, "detail-full-button").click()
+    reason = wait(
+        browser,
+        lambda d: d.find_elements(By.ID, "detail-full-reason"),
+        "the full-frames button showed no answer",
+    )
+    assert reason[0].text == "the dataset is not mounted: /data/test does not exist"
+    open_page(browser, static_url)
+    click_cell(browser, "sad", "neutral")
+    open_detail(browser, "sample-rows", "s01")
+    assert not browser.find_element(By.ID, "detail-full-button").is_displayed()

@@ -128,10 +128,12 @@ def write_run(
     n_bootstrap: int = 50,
     gold: Sequence[Sequence[str]] | None = None,
     space: LabelSpace = DFEW,
+    dataset: dict | None = None,
 ) -> str:
     """Record a configuration, store its predictions, build its metrics; return its key."""
     config = resolve_config(
-        {"name": "manifest", "root": "/data/test", "split": "test", "fold": None, "options": {}},
+        dataset
+        or {"name": "manifest", "root": "/data/test", "split": "test", "fold": None, "options": {}},
         recognizer,
         {"model": recognizer},
         space,

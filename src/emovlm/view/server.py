@@ -16,6 +16,7 @@ from emovlm.errors import InputError
 from emovlm.view import DEFAULT_HOST
 from emovlm.view.compare import Comparison, changed_samples, compare_runs
 from emovlm.view.index import FILTERS, PAGE_SIZE, RunIndex
+from emovlm.view.media import MediaFinder
 from emovlm.view.runs import Run, sample_detail, thumbnail
 from emovlm.view.summary import run_summary
 
@@ -85,6 +86,10 @@ class Explorer:
         ref, other = self.index(self.run(query, "ref")), self.index(self.run(query, "other"))
         return self._cached(("compare", ref.run.id, other.run.id), lambda: compare_runs(ref, other))
 
+    def media(self, run: Run) -> MediaFinder:
+        """The run's (cached) media finder: its dataset reopened, if it is mounted."""
+        return self._cached(("media", run.id), lambda: MediaFinder(run))
+
     def index(self, run: Run) -> RunIndex:
         """The run's (cached) sample index."""
         return self._cached(("index", run.id), lambda: RunIndex.build(run))
@@ -101,6 +106,8 @@ class Explorer:
             return self.index(self.run(query)).page(filters, *_paging(query))
         if path == "sample":
             return sample_detail(self.run(query), query.get("id", ""))
+        if path == "frames":
+            return self.media(self.run(query)).frames(query.get("id", ""))
         if path == "compare":
             return self.comparison(query).summary
         if path == "changes":
@@ -147,6 +154,10 @@ def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
                     self._send(HTTPStatus.OK, asset(name).encode("utf-8"), content_type)
                 elif url.path == "/api/thumb":
                     jpeg = thumbnail(explorer.run(query), query.get("id", ""), _index(query))
+                    self._send(HTTPStatus.OK, jpeg, "image/jpeg")
+                elif url.path == "/api/frame":
+                    finder = explorer.media(explorer.run(query))
+                    jpeg = finder.frame(query.get("id", ""), _index(query))
                     self._send(HTTPStatus.OK, jpeg, "image/jpeg")
                 elif url.path.startswith("/api/"):
                     body = explorer.answer(url.path.removeprefix("/api/"), query)

@@ -188,6 +188,9 @@ async function showDetail(runId, sampleId) {
   for (const t of d.thumbnails) {
     thumbs.append(el("figure", {}, el("img", { src: thumbSrc(runId, d.sample_id, t), alt: t.caption }), el("figcaption", {}, t.caption)));
   }
+  clear($("detail-full"));
+  $("detail-full-button").hidden = Boolean(DATA);
+  $("detail-full-button").onclick = () => showFullFrames(runId, d.sample_id).catch((e) => showError(e.message));
   $("detail-raw").textContent = d.raw;
   const parse = clear($("detail-parse"));
   const rows = [["gold", d.gold.join(", ")], ["ranked answers", d.labels.join(", ")], ["status", d.status],
@@ -206,6 +209,15 @@ async function showDetail(runId, sampleId) {
   if (d.timeline) $("detail-timeline").append(drawTimeline(d.timeline));
   $("detail-extra").textContent = JSON.stringify(d.extra, null, 1);
   $("detail").setAttribute("data-sample", d.sample_id);
+}
+async function showFullFrames(runId, sampleId) {
+  const found = await api("frames", { run: runId, id: sampleId });
+  const box = clear($("detail-full"));
+  if (!found.frames.length) { box.append(el("p", { id: "detail-full-reason" }, found.reason)); return; }
+  for (const f of found.frames) {
+    const src = `/api/frame?${new URLSearchParams({ run: runId, id: sampleId, idx: f.index })}`;
+    box.append(el("figure", {}, el("img", { src, alt: f.caption, class: "full" }), el("figcaption", {}, f.caption)));
+  }
 }
 function drawTimeline(t) {
   const ns = "http://www.w3.org/2000/svg", w = 420, h = 160, pad = 24;
