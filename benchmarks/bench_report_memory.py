@@ -1,12 +1,13 @@
 """Peak memory of `emovlm report RUN` on generated run stores of 10,000 → 1,000,000 rows.
 
 For each size a run folder is written through the real `RunStore` (config.yaml + store.sqlite,
-single-label DFEW labels, ranked answers of up to three labels, ok / out-of-set / unparsed /
-failed rows with raw text), then `emovlm report` runs in a fresh process and its peak resident
-memory (`ru_maxrss` from `wait4`) and wall time are printed as one JSON line per size.
+DFEW's single labels or EMOTIC's multi-label sets of 1-3 categories, ranked answers of up to
+three labels, ok / out-of-set / unparsed / failed rows with raw text), then `emovlm report`
+runs in a fresh process and its peak resident memory (`ru_maxrss` from `wait4`) and wall time
+are printed as one JSON line per size.
 
     python benchmarks/bench_report_memory.py [--sizes 10000 100000 1000000] [--bootstrap 1000]
-        [--workdir /tmp/emovlm-bench-report]
+        [--label-set dfew|emotic] [--workdir /tmp/emovlm-bench-report]
 
 Run it with PYTHONPATH pointing at another checkout's src/ to measure that version the same way.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emovlm.labels import get_label_space
+from emovlm.labels import LabelSpace, get_label_space
 from emovlm.run.config import config_key, record_config, resolve_config
 from emovlm.run.store import RunStore
 from emovlm.types import Prediction, Status
@@ -34,9 +35,11 @@ _STATUSES = (Status.OK, Status.OUT_OF_SET, Status.UNPARSED, Status.FAILED)
 _STATUS_SHARES = (0.9, 0.04, 0.03, 0.03)
 
 
-def _predictions(start: int, n: int, labels: tuple[str, ...], rng: np.random.Generator):
+def _predictions(start: int, n: int, space: LabelSpace, rng: np.random.Generator):
     """`n` generated predictions and gold labels, ids numbered from `start`."""
-    gold = rng.integers(0, len(labels), n)
+    labels = space.labels
+    gold = np.argsort(rng.random((n, len(labels))), axis=1)[:, :3]
+    n_gold = rng.integers(1, 4 if space.multi_label else 2, n)
     ranked = np.argsort(rng.random((n, len(labels))), axis=1)[:, :3]
     depth = rng.integers(1, 4, n)
     status = rng.choice(len(_STATUSES), n, p=_STATUS_SHARES)
@@ -54,13 +57,13 @@ def _predictions(start: int, n: int, labels: tuple[str, ...], rng: np.random.Gen
         else:
             prediction = Prediction.failed(sample_id, "TimeoutError: no answer after 60 s")
         predictions.append(prediction)
-        golds.append((labels[gold[i]],))
+        golds.append(tuple(labels[j] for j in gold[i, : n_gold[i]]))
     return predictions, golds
 
 
-def write_run(run_dir: Path, n: int) -> str:
-    """A run folder of `n` generated single-label rows; returns its configuration key."""
-    space = get_label_space("dfew")
+def write_run(run_dir: Path, n: int, label_set: str = "dfew") -> str:
+    """A run folder of `n` generated rows in `label_set`; returns its configuration key."""
+    space = get_label_space(label_set)
     config = resolve_config({"name": "bench", "split": "test"}, "generated", {"n": n}, space)
     run_dir.mkdir(parents=True)
     record_config(run_dir, config)
@@ -68,7 +71,7 @@ def write_run(run_dir: Path, n: int) -> str:
     rng = np.random.default_rng(n)
     with RunStore(run_dir) as store:
         for start in range(0, n, _WRITE_BATCH):
-            predictions, gold = _predictions(start, min(_WRITE_BATCH, n - start), space.labels, rng)
+            predictions, gold = _predictions(start, min(_WRITE_BATCH, n - start), space, rng)
             store.write(key, predictions, gold)
     return key
 
@@ -94,17 +97,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--label-set", default="dfew", choices=("dfew", "emotic"))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/emovlm-bench-report"))
     args = parser.parse_args()
     for n in args.sizes:
         run_dir = args.workdir / f"n{n}"
         shutil.rmtree(run_dir, ignore_errors=True)
         started = time.perf_counter()
-        write_run(run_dir, n)
+        write_run(run_dir, n, args.label_set)
         written = time.perf_counter() - started
         peak, seconds = measure_report(run_dir, args.bootstrap)
         result = {
             "rows": n,
+            "label_set": args.label_set,
             "report_peak_mib": round(peak, 1),
             "report_seconds": round(seconds, 1),
             "write_seconds": round(written, 1),

@@ -37,6 +37,26 @@ def bootstrap_code_counts(
     return np.concatenate(blocks) if blocks else np.zeros((0, n_codes), dtype=np.int64)
 
 
+def bootstrap_code_sums(
+    codes: np.ndarray, table: np.ndarray, n_resamples: int, seed: int
+) -> np.ndarray:
+    """Sums of `table[codes]` rows (table: (n_codes, d)) in each resample: (n_resamples, d).
+
+    The same resamples as `bootstrap_code_counts`, with each block's counts multiplied by the
+    table at once, so memory stays within one block whatever the number of distinct codes.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    table = np.asarray(table, dtype=float)
+    n_codes = len(table)
+    blocks = []
+    for indices in resample_indices(len(codes), n_resamples, seed):
+        b = len(indices)
+        shifted = codes[indices] + np.arange(b)[:, None] * n_codes
+        counts = np.bincount(shifted.ravel(), minlength=b * n_codes).reshape(b, n_codes)
+        blocks.append(counts.astype(float) @ table)
+    return np.concatenate(blocks) if blocks else np.zeros((0, table.shape[1]))
+
+
 def bootstrap_sums(rows: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
     """Column sums of `rows` (n, d) in each resample: (n_resamples, d)."""
     rows = np.asarray(rows, dtype=float)

@@ -14,7 +14,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from emovlm.errors import InputError
-from emovlm.eval.bootstrap import bootstrap_code_counts, percentile_intervals
+from emovlm.eval.bootstrap import (
+    bootstrap_code_counts,
+    bootstrap_code_sums,
+    percentile_intervals,
+)
 from emovlm.eval.diagnostics import (
     collapse_diagnostics,
     group_recall,
@@ -58,6 +62,7 @@ _CI_METRICS = (
 )
 _MULTI_CI_METRICS = ("hamming", "subset_accuracy", "jaccard")
 _STATUS_COLUMN = {Status.OUT_OF_SET: 0, Status.UNPARSED: 1, Status.FAILED: 2}
+_PATTERNS_PER_SLICE = 65_536
 EXTRA_KEYS = ("vad", "parse", "judge")
 """The `Prediction.extra` entries scoring reads: the answered VAD and, for the parse audit, the
 parser's reading and a judge's verdict."""
@@ -283,18 +288,18 @@ class ScoreColumns:
             unique.view(np.uint8).reshape(len(unique), -1), axis=1, count=2 * k + len(EXTRA_COLUMNS)
         ).astype(bool)
         gold, answered, status = bits[:, :k], bits[:, k : 2 * k], bits[:, 2 * k :].astype(int)
-        rows = sample_statistics(gold, answered)
-        scores = multilabel_scores(counts.astype(float) @ rows, k, n)
+        table = np.hstack([sample_statistics(gold, answered), status])
+        width = table.shape[1] - len(EXTRA_COLUMNS)
+        scores = multilabel_scores((counts.astype(float) @ table)[:width], k, n)
         for i, column in enumerate(EXTRA_COLUMNS):
             scores[f"{column}_rate"] = (counts @ status[:, i]) / n
         head, tail = head_tail_split(scores["support"])
-        weighted_gold = gold.T.astype(int) * counts
-        cross = weighted_gold @ answered.astype(int)
+        cross, by_status = _weighted_cross(gold, answered, status, counts)
 
         metrics = _headline(space, n, scores, multi=True)
         for name in _MULTI_CI_METRICS:
             metrics[name] = float(scores[name])
-        metrics["confusion"] = _confusion_json(labels, np.hstack([cross, weighted_gold @ status]))
+        metrics["confusion"] = _confusion_json(labels, np.hstack([cross, by_status]))
         metrics.update(
             collapse_diagnostics(
                 labels,
@@ -311,13 +316,26 @@ class ScoreColumns:
         if self.scores is not None:
             _add_average_precision(metrics, gold[codes], self.scores, labels)
         if n_bootstrap:
-            resampled_counts = bootstrap_code_counts(codes, len(unique), n_bootstrap, seed)
-            sums = resampled_counts.astype(float) @ np.hstack([rows, status])
-            resampled = multilabel_scores(sums[:, : rows.shape[1]], k, n)
+            sums = bootstrap_code_sums(codes, table, n_bootstrap, seed)
+            resampled = multilabel_scores(sums[:, :width], k, n)
             for i, column in enumerate(EXTRA_COLUMNS):
-                resampled[f"{column}_rate"] = sums[:, rows.shape[1] + i] / n
+                resampled[f"{column}_rate"] = sums[:, width + i] / n
             _add_intervals(metrics, resampled, _CI_METRICS + _MULTI_CI_METRICS, head, tail)
         return metrics
+
+
+def _weighted_cross(
+    gold: np.ndarray, answered: np.ndarray, status: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gold × answered (K, K) and gold × status (K, 3) counts over patterns, a slice at a time."""
+    cross = np.zeros((gold.shape[1], answered.shape[1]), dtype=np.int64)
+    by_status = np.zeros((gold.shape[1], status.shape[1]), dtype=np.int64)
+    for start in range(0, len(counts), _PATTERNS_PER_SLICE):
+        part = slice(start, start + _PATTERNS_PER_SLICE)
+        weighted = gold[part].T * counts[part]
+        cross += weighted @ answered[part]
+        by_status += weighted @ status[part]
+    return cross, by_status
 
 
 def _put_vad(
