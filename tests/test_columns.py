@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from emovlm.errors import InputError
+from emovlm.eval.bootstrap import bootstrap_code_counts, bootstrap_code_sums
 from emovlm.eval.columns import EXTRA_KEYS, ScoreColumns
 from emovlm.eval.scoring import score_predictions
 from emovlm.labels import get_label_space
@@ -67,3 +68,13 @@ def test_columns_refuse_more_or_fewer_rows_than_announced() -> None:
         columns.add([("peace",)] * 2, [Prediction("a", ("peace",)), Prediction("b")])
     with pytest.raises(InputError, match="0 predictions were added, 1 announced"):
         columns.score(10, 0)
+
+
+def test_code_sums_are_the_resampled_code_counts_times_the_table() -> None:
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 9, 20_000)  # 200 resamples per block
+    table = rng.random((9, 4))
+    sums = bootstrap_code_sums(codes, table, 700, seed=4)  # several blocks of resamples
+    counts = bootstrap_code_counts(codes, 9, 700, seed=4)
+    assert sums.shape == (700, 4)
+    np.testing.assert_allclose(sums, counts @ table, rtol=1e-12)
