@@ -46,14 +46,15 @@ def lognormal(number: int) -> float:
 PROFILES = {"spiky": spiky, "lognormal": lognormal}
 
 
-def serve(profile: str, port_file: Path) -> None:
-    """Serve with `profile` until SIGTERM, then print what was served as one JSON line."""
+def serve(profile: str, scale: float, port_file: Path) -> None:
+    """Serve with `profile` (latencies times `scale`) until SIGTERM, then print what was served
+    as one JSON line."""
     latency = PROFILES[profile]
     served: list[float] = []
     times = {"first": 0.0, "last": 0.0}
 
     def timed(number: int) -> float:
-        seconds = latency(number)
+        seconds = scale * latency(number)
         served.append(seconds)
         times["first"] = times["first"] or time.perf_counter()
         return seconds
@@ -104,11 +105,12 @@ def write_faces(folder: Path, n: int) -> Path:
     return folder / "manifest.csv"
 
 
-def run_case(profile: str, concurrency: int, n: int, work: Path) -> dict[str, float]:
+def run_case(profile: str, scale: float, concurrency: int, n: int, work: Path) -> dict[str, float]:
     """One `emovlm eval` against a fresh server process; the figures of the case."""
-    port_file = work / f"url-{profile}-{concurrency}"
+    port_file = work / f"url-{profile}-{scale}-{concurrency}"
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", profile, "--port-file", str(port_file)],
+        [sys.executable, __file__, "--serve", profile, "--scale", str(scale)]
+        + ["--port-file", str(port_file)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -117,14 +119,14 @@ def run_case(profile: str, concurrency: int, n: int, work: Path) -> dict[str, fl
     url = port_file.read_text()
     urllib.request.urlopen(f"{url}/models", timeout=10).read()
     manifest = work / "faces" / "manifest.csv"
-    run_dir = work / f"run-{profile}-{concurrency}"
+    run_dir = work / f"run-{profile}-{scale}-{concurrency}"
     args = [
         "eval", "--dataset", "manifest", "--root", str(manifest), "--label-set", "dfew",
         "--recognizer", "vlm", "--backend", "openai", "--base-url", url, "--model", "tiny-vlm",
         "--frames", "uniform:1", "--concurrency", str(concurrency), "--bootstrap", "200",
         "--run-dir", str(run_dir), "--no-progress",
     ]  # fmt: skip
-    env = {**os.environ, "EMOVLM_CACHE": str(work / f"cache-{profile}-{concurrency}")}
+    env = {**os.environ, "EMOVLM_CACHE": str(work / f"cache-{profile}-{scale}-{concurrency}")}
     started, cpu = time.perf_counter(), _cpu(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [sys.executable, "-m", "emovlm", *args], env=env, capture_output=True, text=True
@@ -158,29 +160,32 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2000, help="samples per case")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--profiles", nargs="+", default=sorted(PROFILES), choices=PROFILES)
+    parser.add_argument(
+        "--scale", type=float, nargs="+", default=[1.0], help="latency multipliers to run"
+    )
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port_file)
+        serve(args.serve, args.scale[0], args.port_file)
         return
     import emovlm
 
     print(f"emovlm from {Path(emovlm.__file__).parent}, {args.samples} samples per case\n")
     print(
-        "| profile | concurrency | mean latency ms | ideal req/s | achieved req/s | share "
+        "| profile | latency × | concurrency | mean latency ms | ideal req/s | achieved req/s | share "
         "| eval wall s | max in flight | eval CPU ms/req | server CPU ms/req |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         write_faces(Path(tmp) / "faces", args.samples)
-        for profile in args.profiles:
-            for concurrency in args.concurrency:
-                f = run_case(profile, concurrency, args.samples, Path(tmp))
-                print(
-                    f"| {profile} | {concurrency} | {f['mean_latency_ms']:.0f} | {f['ideal']:.1f} "
-                    f"| {f['achieved']:.1f} | {100 * f['share']:.0f}% | {f['wall']:.1f} "
-                    f"| {f['max_in_flight']} | {f['client_cpu_ms']:.1f} | {f['server_cpu_ms']:.1f} |",
-                    flush=True,
-                )
+        cases = [(p, s, c) for s in args.scale for p in args.profiles for c in args.concurrency]
+        for profile, scale, concurrency in cases:
+            f = run_case(profile, scale, concurrency, args.samples, Path(tmp))
+            print(
+                f"| {profile} | {scale:g} | {concurrency} | {f['mean_latency_ms']:.0f} | {f['ideal']:.1f} "
+                f"| {f['achieved']:.1f} | {100 * f['share']:.0f}% | {f['wall']:.1f} "
+                f"| {f['max_in_flight']} | {f['client_cpu_ms']:.1f} | {f['server_cpu_ms']:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

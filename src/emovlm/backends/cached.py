@@ -26,6 +26,7 @@ class CachedVLM:
         self.cache = cache
         self.name = backend.name
         self._preflight_lock = threading.Lock()
+        self._preflighted: set[Mode] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without its lock (for worker processes)."""
@@ -64,7 +65,8 @@ class CachedVLM:
             )
             if hit is not None:
                 return hit
-        await loop.run_in_executor(pool, self._preflight_once, mode)
+        if mode not in self._preflighted:
+            await loop.run_in_executor(pool, self._preflight_once, mode)
         answer = await self.backend.answer(  # type: ignore[attr-defined]
             client, request, settings, labels if mode == "score" else None
         )
@@ -87,6 +89,7 @@ class CachedVLM:
     def _preflight_once(self, mode: Mode) -> None:
         with self._preflight_lock:
             self.backend.preflight(mode)
+            self._preflighted.add(mode)
 
     def fingerprint(self) -> Mapping[str, Any]:
         """The wrapped backend's fingerprint."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import queue
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -305,6 +306,7 @@ class VLMRecognizer:
     def _stream_served(self, samples: Iterable[Sample]) -> Iterator[Prediction]:
         """A window of `concurrency` samples in flight against the server, in completion order."""
         iterator = iter(samples)
+        finished: queue.SimpleQueue[Future[Prediction]] = queue.SimpleQueue()
         with LoopThread() as loop, ThreadPoolExecutor(PREPARE_THREADS) as pool:
             client = loop.run(_made(self.vlm.client))
             pending: set[Future[Prediction]] = set()
@@ -314,12 +316,14 @@ class VLMRecognizer:
                         sample = next(iterator, None)
                         if sample is None:
                             break
-                        pending.add(loop.submit(self._served(sample, client, pool)))
+                        future = loop.submit(self._served(sample, client, pool))
+                        future.add_done_callback(finished.put)
+                        pending.add(future)
                     if not pending:
                         return
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        yield future.result()
+                    future = finished.get()
+                    pending.discard(future)
+                    yield future.result()
             finally:
                 for future in pending:
                     future.cancel()
