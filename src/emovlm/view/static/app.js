@@ -305,6 +305,7 @@ async function selectRun(runId) {
   state.offset = 0;
   $("detail").hidden = true;
   await loadSamples();
+  if (!$("compare").hidden) await loadCompare();
   document.body.setAttribute("data-run", runId);
 }
 async function start() {
