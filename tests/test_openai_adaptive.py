@@ -96,20 +96,37 @@ def test_retry_after_pauses_every_request_not_only_the_rejected_one() -> None:
     assert order == ["sent"]  # nothing was sent during the pause, it went once the pause ended
 
 
-def test_the_limit_halves_once_per_round_and_grows_back_to_the_ceiling() -> None:
+def test_the_limit_is_cut_once_per_round_and_grows_back_to_the_ceiling() -> None:
     limiter = AdaptiveLimiter(10)
 
     async def scenario() -> None:
-        rounds = [await limiter.acquire() for _ in range(10)]
-        for r in rounds:  # ten overloads of the same round cut the limit once
-            limiter.overloaded(r, retry_after=None)
+        tickets = [await limiter.acquire() for _ in range(10)]
+        assert [t.position for t in tickets] == list(range(1, 11))
+        for _ in range(5):  # the tenth request turned away, five times: one cut, from 9
+            limiter.overloaded(tickets[-1], retry_after=None)
+        for _ in tickets:
             limiter.release()
 
     asyncio.run(scenario())
-    assert limiter.stats().final == 7
-    for _ in range(200):
+    assert limiter.stats().final == 6  # 9 × 0.7
+    assert limiter.stats().overloads == 5
+    for _ in range(400):
         limiter.succeeded()
     assert limiter.stats().final == 10
+
+
+def test_an_overload_below_the_limit_caps_it_at_once() -> None:
+    limiter = AdaptiveLimiter(64)
+
+    async def scenario() -> None:
+        tickets = [await limiter.acquire() for _ in range(64)]
+        limiter.overloaded(tickets[-1], retry_after=None)  # the cut: 63 × 0.7 = 44.1
+        limiter.overloaded(tickets[8], retry_after=None)  # same round: 9 in flight was too many
+        for _ in tickets:
+            limiter.release()
+
+    asyncio.run(scenario())
+    assert limiter.stats().final == 8
 
 
 def test_token_bucket_keeps_every_minute_within_the_rate() -> None:

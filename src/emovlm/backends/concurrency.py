@@ -27,6 +27,14 @@ PAUSE_CHECK = 0.25
 
 
 @dataclass(frozen=True)
+class Ticket:
+    """A request's slot: the round it started in and how many were in flight with it."""
+
+    round: int
+    position: int
+
+
+@dataclass(frozen=True)
 class LimiterStats:
     """What the limiter did: the concurrency limit at request starts, waits and overloads."""
 
@@ -87,8 +95,8 @@ class AdaptiveLimiter:
     def _allowed(self) -> int:
         return max(1, int(self.limit))
 
-    async def acquire(self) -> int:
-        """Wait for a slot (and for any pause to end); the round the request starts in."""
+    async def acquire(self) -> Ticket:
+        """Wait for a slot (and for any pause to end); the request's round and position."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] | None = None
         with self._lock:
@@ -114,7 +122,7 @@ class AdaptiveLimiter:
             self._started += 1
             self._limit_sum += self._allowed
             self._limit_min = min(self._limit_min, self._allowed)
-            return self._round
+            return Ticket(self._round, self.in_flight)
 
     def release(self) -> None:
         """Give a slot back and hand free slots to waiting requests."""
@@ -133,14 +141,22 @@ class AdaptiveLimiter:
             self.limit = min(float(self.ceiling), self.limit + step)
             self._wake()
 
-    def overloaded(self, started_round: int, retry_after: float | None) -> None:
-        """Multiplicative decrease, once per round; a Retry-After pauses every request."""
+    def overloaded(self, ticket: Ticket, retry_after: float | None) -> None:
+        """Multiplicative decrease, once per round; a Retry-After pauses every request.
+
+        The level that overloaded is the fewest requests in flight with which one was turned
+        away since the last cut: the cut starts from just below it (a limit far above what the
+        server takes comes down at once), and the limit grows fast only up to just below it."""
         with self._lock:
             self._overloads += 1
-            if started_round == self._round:
-                self._overloaded_at = self.limit
-                self.limit = max(1.0, self.limit * DECREASE)
+            below = max(1.0, ticket.position - 1.0)
+            if ticket.round == self._round:
+                self._overloaded_at = float(ticket.position)
+                self.limit = max(1.0, min(self.limit, below) * DECREASE)
                 self._round += 1
+            else:
+                self._overloaded_at = min(self._overloaded_at, float(ticket.position))
+                self.limit = min(self.limit, below)
             if retry_after:
                 now = self._clock()
                 until = now + retry_after

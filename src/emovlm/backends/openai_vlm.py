@@ -346,7 +346,7 @@ class OpenAIVLM:
         tokens: int,
     ) -> Any:
         """One attempt: a slot under the adaptive limit, the rate limits, then the request."""
-        started_round = await self.limiter.acquire()
+        ticket = await self.limiter.acquire()
         try:
             wait = max(
                 self._rpm.reserve(1) if self._rpm else 0.0,
@@ -369,7 +369,7 @@ class OpenAIVLM:
                         rejections=int(isinstance(exc, openai.APIStatusError)),
                         timeouts=int(isinstance(exc, openai.APITimeoutError)),
                     )
-                    self.limiter.overloaded(started_round, _retry_after(exc))
+                    self.limiter.overloaded(ticket, _retry_after(exc))
                 raise
             self.limiter.succeeded()
             return completion
