@@ -36,6 +36,11 @@ MATCH_MODES: tuple[MatchMode, ...] = ("word", "contains", "contains-any-case")
 """word: this reader | contains: the paper's rule, case-sensitive `label in answer` on the raw
 text | contains-any-case: the same on lower-cased text (emovlm's earlier, lenient rule)."""
 
+Extract = Literal["rules", "judge", "rules+judge"]
+EXTRACT_MODES: tuple[Extract, ...] = ("rules", "judge", "rules+judge")
+"""How answers become labels: these rules alone, a text LLM judge alone, or the judge on the
+answers the rules leave ambiguous or unparsed (emovlm.recognizers.judge)."""
+
 Cue = Literal["", "json", "heading", "phrase", "option", "list", "first", "contains"]
 LEXICON_FILE = Path(__file__).parent / "vocab" / "emotion_lexicon.yaml"
 
@@ -325,7 +330,7 @@ class TextReader:
                 chosen, cue, region = inside, candidate.cue, (candidate.start, candidate.end)
                 break
         evidence = text[region[0] : region[1]].strip(" :-,.")[:120]
-        if list_like or _is_list(text[region[0] : region[1]], chosen):
+        if list_like or _is_list(text[region[0] : region[1]], self.pattern):
             cue = "list" if cue == "first" else cue
         elif not self.multi_label:  # prose: a label of the space before an out-of-set word
             chosen = [m for m in chosen if m.in_set] + [m for m in chosen if not m.in_set]
@@ -450,9 +455,12 @@ def _used_as_emotion(text: str, start: int, end: int) -> bool:
     return not (after and after[0] in _AFTER_NOUN)
 
 
-def _is_list(region: str, mentions: list[_Mention]) -> bool:
-    """True for "Neutral, Sad, Fear", "1. Angry 2. Sad", "Happy > Surprise": short items only."""
-    items = [i for i in re.split(r"[,;\n>|]+|\s\d+[.)]\s|\band\b", region) if i.strip(" .:-")]
-    if len(items) < 2 or len(mentions) < 2:
+def _is_list(region: str, emotion: re.Pattern[str]) -> bool:
+    """True for "Neutral, Sad, Fear", "1. Angry 2. Sad", "Happy > Surprise": short emotion items."""
+    items = [i for i in re.split(r"[,;\n>|]+|\s\d+[.)]\s", region) if i.strip(" .:-")]
+    if len(items) < 2:
         return False
-    return all(len(re.findall(r"[\w'/-]+", re.sub(r"^\s*\d+[.)]", "", i))) <= 3 for i in items)
+    return all(
+        emotion.search(i) and len(re.findall(r"[\w'/-]+", re.sub(r"^\s*\d+[.)]", "", i))) <= 3
+        for i in items
+    )

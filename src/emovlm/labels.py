@@ -5,11 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from emovlm.answers import MATCH_MODES, MatchMode, Parsed, TextReader, load_lexicon
+from emovlm.answers import (
+    EXTRACT_MODES,
+    MATCH_MODES,
+    Extract,
+    MatchMode,
+    Parsed,
+    TextReader,
+    load_lexicon,
+)
 from emovlm.errors import InputError
 
 __all__ = [
+    "EXTRACT_MODES",
     "LABEL_SPACES",
+    "Extract",
     "MATCH_MODES",
     "LabelSpace",
     "MatchMode",

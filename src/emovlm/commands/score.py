@@ -13,7 +13,8 @@ from rich.table import Table
 from emovlm.errors import InputError
 from emovlm.eval.report import headline_rows, interval, percent, sink_sentence, write_report
 from emovlm.eval.scoring import score_file
-from emovlm.labels import LABEL_SPACES, get_label_space
+from emovlm.labels import EXTRACT_MODES, LABEL_SPACES, get_label_space
+from emovlm.types import Prediction, Status
 
 
 def score(
@@ -43,8 +44,60 @@ def score(
     ] = None,
     match: Annotated[
         str,
-        typer.Option(help="word: whole words and synonyms | contains: label name anywhere in text"),
+        typer.Option(
+            help="word: prose, negation, answer cues, lists (docs/metrics.md) | contains: the "
+            "paper's script, case-sensitive label name anywhere | contains-any-case"
+        ),
     ] = "word",
+    extract: Annotated[
+        str,
+        typer.Option(
+            help="rules | rules+judge: a text LLM re-reads answers the rules leave ambiguous or "
+            "unparsed | judge: it re-reads every answer",
+            rich_help_panel="Answer judge",
+        ),
+    ] = "rules",
+    judge_backend: Annotated[
+        str,
+        typer.Option(
+            help="transformers (local, GGUF too) | openai", rich_help_panel="Answer judge"
+        ),
+    ] = "transformers",
+    judge_model: Annotated[
+        str | None,
+        typer.Option(
+            help="gemma3-270m (offline default), a folder, a .gguf file, or a served model name",
+            rich_help_panel="Answer judge",
+        ),
+    ] = None,
+    judge_base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1",
+            rich_help_panel="Answer judge",
+        ),
+    ] = None,
+    judge_api_key_env: Annotated[
+        str,
+        typer.Option(
+            help="environment variable holding the API key", rich_help_panel="Answer judge"
+        ),
+    ] = "OPENAI_API_KEY",
+    cache: Annotated[
+        bool,
+        typer.Option(
+            help="cache the judge's decisions (response cache)", rich_help_panel="Answer judge"
+        ),
+    ] = True,
+    cache_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="response cache folder (default: the emovlm cache)", rich_help_panel="Answer judge"
+        ),
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="print, per row, how the answer was read")
+    ] = False,
     bootstrap: Annotated[
         int, typer.Option("--bootstrap", help="bootstrap resamples for 95% CIs (0: none)")
     ] = 1000,
@@ -67,7 +120,27 @@ def score(
     """
     if bootstrap < 0:
         raise InputError(f"--bootstrap must be 0 (no intervals) or more, not {bootstrap}")
-    multi = get_label_space(label_set).multi_label if multi_label is None else multi_label
+    if extract not in EXTRACT_MODES:
+        raise InputError(
+            f"--extract {extract!r} is unknown; choose one of: {', '.join(EXTRACT_MODES)}"
+        )
+    space = get_label_space(label_set)
+    multi = space.multi_label if multi_label is None else multi_label
+    judge = None
+    if extract != "rules":
+        from emovlm.recognizers.judge import AnswerJudge  # loads transformers: only when asked
+
+        model = {"model": judge_model} if judge_model else {}
+        judge = AnswerJudge(
+            space,
+            extract=extract,  # type: ignore[arg-type]
+            backend=judge_backend,
+            **model,  # type: ignore[arg-type]
+            base_url=judge_base_url,
+            api_key_env=judge_api_key_env,
+            cache=cache,
+            cache_dir=cache_dir,
+        )
     metrics, answers, gold = score_file(
         predictions,
         label_set,
@@ -78,8 +151,13 @@ def score(
         match=match,
         n_bootstrap=bootstrap,
         seed=seed,
+        review=judge.review if judge else None,
     )
+    if judge is not None:
+        metrics["judge"] = judge.config()
     console = Console()
+    if explain:
+        _print_readings(console, answers, gold)
     _print_summary(console, metrics)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -126,6 +204,31 @@ def _print_summary(console: Console, metrics: dict) -> None:
     if outside:
         listed = ", ".join(f"{answer!r} ×{count}" for answer, count in outside)
         console.print(f"Answers outside the label set: {listed}", highlight=False, markup=False)
+
+
+def _print_readings(
+    console: Console, answers: list[Prediction], gold: list[tuple[str, ...]]
+) -> None:
+    """One line per row: gold, the reading (status, top, runners-up), what decided it, negations."""
+    for prediction, gold_labels in zip(answers, gold, strict=True):
+        reading = (prediction.extra or {}).get("parse") or {}
+        parts = [
+            f"{prediction.sample_id}: gold {', '.join(gold_labels)} → {Status(prediction.status).value}",
+            f"{prediction.top or '—'}",
+        ]
+        if len(prediction.labels) > 1:
+            parts.append(f"(then {', '.join(prediction.labels[1:4])})")
+        if reading:
+            parts.append(f"by {reading.get('cue') or 'none'}")
+            if reading.get("evidence"):
+                parts.append(f"in {reading['evidence']!r}")
+            if reading.get("negated"):
+                parts.append(f"negated: {', '.join(reading['negated'])}")
+        judge = (prediction.extra or {}).get("judge")
+        if judge:
+            verdict = judge.get("error") or ", ".join(judge.get("labels", [])) or "none"
+            parts.append(f"judge: {verdict} ({'agrees' if judge.get('agrees') else 'differs'})")
+        console.print(" ".join(parts), soft_wrap=True, highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -36,6 +36,7 @@ from emovlm.eval.multilabel import (
     multilabel_scores,
     sample_statistics,
 )
+from emovlm.eval.parse_audit import ParseAudit
 from emovlm.eval.vad import Vad, vad_mae
 from emovlm.labels import LabelSpace
 from emovlm.types import Prediction, Status
@@ -143,6 +144,7 @@ class ScoreColumns:
         self.filled = 0
         self.longest = 0
         self.out_of_set: Counter[str] = Counter()
+        self.audit = ParseAudit()
         self.vad_given = False
         self.gold_vad: np.ndarray | None = None
         self.answer_vad: np.ndarray | None = None
@@ -174,6 +176,7 @@ class ScoreColumns:
         else:
             self._add_single(start, sets, predictions)
         _count_out_of_set(self.out_of_set, predictions, self.space, self.multi)
+        self.audit.add(predictions)
         if gold_vad is not None:
             if len(gold_vad) != len(predictions):
                 raise InputError(
@@ -231,6 +234,7 @@ class ScoreColumns:
         metrics = scorer(n_bootstrap, seed)
         metrics.setdefault("ci", {})
         metrics.update(ci_level=CI_LEVEL, n_bootstrap=n_bootstrap, seed=seed)
+        metrics["parse_audit"] = self.audit.result()
         if self.vad_given and self.answer_vad is not None:
             missing = np.full((self.n, 3), np.nan)
             gold = missing if self.gold_vad is None else self.gold_vad

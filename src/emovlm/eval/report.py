@@ -36,8 +36,10 @@ def percent(value: float | None, digits: int = 1) -> str:
 
 
 def interval(bounds: Sequence[float] | None) -> str:
-    """[0.348, 0.392] → '[34.8, 39.2]' (percent points); None → ''."""
-    return "" if not bounds else f"[{100 * bounds[0]:.1f}, {100 * bounds[1]:.1f}]"
+    """[0.348, 0.392] → '[34.8, 39.2]' (percent points); None or NaN bounds → ''."""
+    if not bounds or any(b != b for b in bounds):  # NaN: no interval could be computed
+        return ""
+    return f"[{100 * bounds[0]:.1f}, {100 * bounds[1]:.1f}]"
 
 
 def markdown_text(text: Any) -> str:
@@ -157,6 +159,7 @@ def headline_rows(metrics: Mapping) -> list[tuple[str, float | None, list[float]
         ("Jaccard (samples)", "jaccard"),
         ("mAP (sklearn AP)", "map"),
         ("mAP (EMOTIC AP)", "map_emotic"),
+        ("mAP (EMOTIC AP, rank by rank)", "map_emotic_rank"),
         ("head recall", "head_recall"),
         ("tail recall", "tail_recall"),
         ("out-of-set rate", "out_of_set_rate"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +58,14 @@ def score_file(
     match: str = "word",
     n_bootstrap: int = 1000,
     seed: int = 0,
+    review: Callable[[list[Prediction]], list[Prediction]] | None = None,
 ) -> tuple[dict, list[Prediction], list[tuple[str, ...]]]:
     """Read a CSV or JSONL of gold labels and answers, parse the answers and score them.
 
     A prediction cell may be free text or a ranked comma-separated list (first = top-1); gold cells
     are label names or synonyms (multi-label: separated by , ; or |). Without `id_column`, a column
-    named id, sample_id or name gives the sample ids, else the row number does.
+    named id, sample_id or name gives the sample ids, else the row number does. `review` (e.g. an
+    answer judge's) may re-read the parsed predictions before they are scored.
     Returns (metrics, predictions, gold label tuples).
     """
     path = Path(path)
@@ -96,6 +98,8 @@ def score_file(
         predictions.append(
             _read_prediction(record, pred_column, sample_id, space, match, path, where)
         )
+    if review is not None:
+        predictions = review(predictions)
     metrics = score_predictions(
         gold, predictions, space, multi_label=multi_label, n_bootstrap=n_bootstrap, seed=seed
     )
