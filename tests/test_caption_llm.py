@@ -3,6 +3,7 @@ and (slow) the offline Gemma 3 270M GGUF picking labels from a real caption."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,9 +12,11 @@ import numpy as np
 import pytest
 
 from emovlm.errors import InputError
+from emovlm.eval.report import SMOKE_TEST_NOTICE, notices, write_report
+from emovlm.eval.scoring import score_predictions
 from emovlm.labels import get_label_space
 from emovlm.recognizers.caption_llm import CaptionLLMRecognizer
-from emovlm.types import Sample, Status
+from emovlm.types import Prediction, Sample, Status
 from openai_server import Behaviour, FakeOpenAIServer
 from test_text_llm import build_tiny_causal_lm
 from tiny_models import build_tiny_qwen2_vl
@@ -155,3 +158,32 @@ def test_gemma_picks_parsed_labels_from_a_real_caption_on_cpu(
     assert prediction.status is Status.OK, prediction.raw
     assert any(label in EMOTIC for label in prediction.labels)
     assert prediction.cost.output_tokens > 0
+
+
+def test_the_gemma_fallback_warns_and_is_flagged_for_the_report(
+    server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        fallback = served(
+            server, llm_backend="transformers", llm_model="gemma3-270m", llm_base_url=None
+        )
+    [warning] = [r.getMessage() for r in caplog.records if "gemma3-270m" in r.getMessage()]
+    assert "not meaningful" in warning and "--llm-model" in warning and "\n" not in warning
+    assert notices(fallback.config()) == [SMOKE_TEST_NOTICE]
+    paths = write_report(
+        score_predictions(
+            [("happy",)],
+            [Prediction("a", labels=("happy",))],
+            get_label_space("dfew"),
+            n_bootstrap=0,
+        ),
+        tmp_path,
+        title="t",
+        warnings=notices(fallback.config()),
+    )
+    for kind in ("markdown", "html"):
+        assert "its labels are not meaningful" in paths[kind].read_text(encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        chosen = served(server)
+    assert notices(chosen.config()) == [] and not caplog.records

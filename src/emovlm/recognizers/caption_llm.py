@@ -9,20 +9,24 @@ probabilities are read (score, giving mAP).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from emovlm.backends.cached import CachedVLM
-from emovlm.backends.text_llm import DEFAULT_TEXT_LLM, build_text_llm
+from emovlm.backends.text_llm import build_text_llm
 from emovlm.backends.vlm import GenerationSettings, VLMAnswer, VLMRequest
 from emovlm.errors import InputError
-from emovlm.labels import LabelSpace, MatchMode
+from emovlm.labels import LabelSpace
 from emovlm.prompts import PromptTemplate, load_prompt
-from emovlm.recognizers.vlm import MATCH_MODES, MODES, AnswerReader, PersonView, VLMRecognizer
+from emovlm.recognizers.settings import PickerSettings, with_settings
+from emovlm.recognizers.vlm import AnswerReader, PersonView, VLMRecognizer
 from emovlm.run.cache import ResponseCache
 from emovlm.types import Cost, Prediction, Sample, Status
 from emovlm.vocab import load_definitions
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,12 @@ class Description:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def shared_with_stage1(settings: PickerSettings) -> dict[str, Any]:
+    """The stage-2 settings that a two-stage recognizer's first stage (a VLM) takes as well."""
+    shared = ("temperature", "concurrency", "device", "dtype", "cache", "cache_dir", "timeout")
+    return {name: getattr(settings, name) for name in (*shared, "max_retries", "max_labels")}
+
+
 def template_digest(template: PromptTemplate) -> dict[str, str]:
     """A template's name and the SHA-256 of its text, for run configs."""
     return {"name": template.name, "sha256": hashlib.sha256(template.source.encode()).hexdigest()}
@@ -49,57 +59,45 @@ class LabelPicker:
     label space, from vocab/definitions.yaml) and `vad`. Answers are cached like VLM answers.
     """
 
-    def __init__(
-        self,
-        label_space: LabelSpace,
-        *,
-        backend: str = "transformers",
-        model: str = DEFAULT_TEXT_LLM,
-        base_url: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        mode: str = "generate",
-        prompt: str = "pick-labels",
-        max_labels: int = 6,
-        match: MatchMode = "word",
-        vad: bool = False,
-        max_new_tokens: int = 32,
-        temperature: float = 0.0,
-        concurrency: int = 8,
-        device: str = "cpu",
-        dtype: str = "float32",
-        cache: bool = True,
-        cache_dir: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 4,
-    ) -> None:
-        if mode not in MODES:
-            raise InputError(f"--mode {mode!r} is unknown; choose one of: {', '.join(MODES)}")
-        if match not in MATCH_MODES:
-            raise InputError(f"--match {match!r} is unknown; choose word or contains")
-        if max_labels < 1 or max_new_tokens < 1 or temperature < 0:
-            raise InputError("--max-labels and --max-new-tokens must be ≥ 1, --temperature ≥ 0")
+    def __init__(self, label_space: LabelSpace, settings: PickerSettings) -> None:
         self.label_space = label_space
-        self.backend_name, self.model = backend, model
+        self.backend_name, self.model = settings.llm_backend, settings.llm_model
+        self.smoke_test = settings.smoke_test
+        if self.smoke_test:
+            logger.warning(
+                "warning: the text LLM is %s, a base model for smoke tests: its labels are not "
+                "meaningful; give --llm-model (an instruction-tuned model folder, .gguf or, with "
+                "--llm-backend openai, a served model)",
+                settings.llm_model,
+            )
         self.llm = build_text_llm(
-            backend,
-            model,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-            device=device,
-            dtype=dtype,
-            timeout=timeout,
-            max_retries=max_retries,
+            settings.llm_backend,
+            settings.llm_model,
+            base_url=settings.llm_base_url,
+            api_key_env=settings.llm_api_key_env,
+            concurrency=settings.concurrency,
+            device=settings.device,
+            dtype=settings.dtype,
+            timeout=settings.timeout,
+            max_retries=settings.max_retries,
         )
-        self.cached = CachedVLM(self.llm, ResponseCache(cache_dir) if cache else None)
-        self.template = load_prompt(prompt)
-        self.reader = AnswerReader(label_space, mode, match, max_labels, vad)  # type: ignore[arg-type]
-        self.settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
+        self.cached = CachedVLM(
+            self.llm, ResponseCache(settings.cache_dir) if settings.cache else None
+        )
+        self.template = load_prompt(settings.prompt)
+        self.reader = AnswerReader(
+            label_space, settings.mode, settings.match, settings.max_labels, settings.vad
+        )
+        self.settings = GenerationSettings(
+            max_new_tokens=settings.max_new_tokens, temperature=settings.temperature
+        )
         self.definitions = load_definitions(label_space.name)
 
     def config(self) -> dict[str, Any]:
-        """What determines stage 2's answers."""
+        """What determines stage 2's answers (`smoke_test_only` when the model is the fallback)."""
+        smoke = {"smoke_test_only": True} if self.smoke_test else {}
         return {
+            **smoke,
             "backend": self.backend_name,
             "model": self.model,
             "model_fingerprint": dict(self.llm.fingerprint()),
@@ -164,6 +162,7 @@ class CaptionLLMRecognizer:
 
     name = "caption-llm"
 
+    @with_settings(PickerSettings)
     def __init__(
         self,
         label_space: LabelSpace,
@@ -178,30 +177,15 @@ class CaptionLLMRecognizer:
         adapter: str | None = None,
         caption_prompt: str = "caption",
         caption_tokens: int = 96,
-        llm_backend: str = "transformers",
-        llm_model: str = DEFAULT_TEXT_LLM,
-        llm_base_url: str | None = None,
-        llm_api_key_env: str = "OPENAI_API_KEY",
-        mode: str = "generate",
-        prompt: str = "pick-labels",
-        max_labels: int = 6,
-        match: MatchMode = "word",
-        vad: bool = False,
-        max_new_tokens: int = 32,
-        temperature: float = 0.0,
-        concurrency: int = 8,
-        device: str = "cpu",
-        dtype: str = "float32",
-        cache: bool = True,
-        cache_dir: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 4,
+        model_revision: str | None = None,
+        **picker: Any,
     ) -> None:
         if not model:
             raise InputError(
                 "--recognizer caption-llm needs --model: the VLM that writes the captions"
             )
         self.label_space = label_space
+        settings = PickerSettings(**picker)
         self.captioner = VLMRecognizer(
             label_space,
             backend=backend,
@@ -211,40 +195,13 @@ class CaptionLLMRecognizer:
             frames=frames,
             prompt=caption_prompt,
             max_new_tokens=caption_tokens,
-            temperature=temperature,
             image_size=image_size,
             adapter=adapter,
-            device=device,
-            dtype=dtype,
-            concurrency=concurrency,
-            cache=cache,
-            cache_dir=cache_dir,
-            timeout=timeout,
-            max_retries=max_retries,
             person=person,
-            max_labels=max_labels,
+            model_revision=model_revision,
+            **shared_with_stage1(settings),
         )
-        self.picker = LabelPicker(
-            label_space,
-            backend=llm_backend,
-            model=llm_model,
-            base_url=llm_base_url,
-            api_key_env=llm_api_key_env,
-            mode=mode,
-            prompt=prompt,
-            max_labels=max_labels,
-            match=match,
-            vad=vad,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            concurrency=concurrency,
-            device=device,
-            dtype=dtype,
-            cache=cache,
-            cache_dir=cache_dir,
-            timeout=timeout,
-            max_retries=max_retries,
-        )
+        self.picker = LabelPicker(label_space, settings)
 
     @property
     def batch_size(self) -> int:

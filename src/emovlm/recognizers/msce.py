@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from emovlm.backends.cached import CachedVLM
-from emovlm.backends.text_llm import DEFAULT_TEXT_LLM
+from emovlm.backends.settings import DEFAULT_TEXT_LLM
 from emovlm.backends.vlm import VLMAnswer, VLMRequest
 from emovlm.errors import InputError
 from emovlm.frames import KeyframePlan, keyframes_with_gaps, uniform
@@ -34,6 +34,7 @@ from emovlm.recognizers.describers import (
     VLMDescriber,
     Window,
 )
+from emovlm.recognizers.settings import PickerSettings
 from emovlm.recognizers.vlm import AnswerReader, VLMRecognizer, build_backend
 from emovlm.run.cache import ResponseCache
 from emovlm.types import Cost, Frame, Prediction, Sample
@@ -140,6 +141,7 @@ class MSCERecognizer:
         llm_model: str | None = None,
         llm_base_url: str | None = None,
         llm_api_key_env: str = "OPENAI_API_KEY",
+        model_revision: str | None = None,
     ) -> None:
         if describer not in DESCRIBERS:
             raise InputError(f"--describer {describer!r} is unknown; choose specialist or vlm")
@@ -188,6 +190,7 @@ class MSCERecognizer:
                 cache=cache,
                 timeout=timeout,
                 max_retries=max_retries,
+                model_revision=model_revision,
             )
             if model
             else None
@@ -195,21 +198,23 @@ class MSCERecognizer:
         self.picker = (
             LabelPicker(
                 label_space,
-                backend=llm_backend or "transformers",
-                model=llm_model or DEFAULT_TEXT_LLM,
-                base_url=llm_base_url,
-                api_key_env=llm_api_key_env,
-                mode=mode,
-                prompt=prompt or "msce-classify",
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                concurrency=concurrency,
-                device=device,
-                dtype=dtype,
-                cache=cache,
-                cache_dir=cache_dir,
-                timeout=timeout,
-                max_retries=max_retries,
+                PickerSettings(
+                    llm_backend=llm_backend or "transformers",
+                    llm_model=llm_model or DEFAULT_TEXT_LLM,
+                    llm_base_url=llm_base_url,
+                    llm_api_key_env=llm_api_key_env,
+                    mode=mode,  # type: ignore[arg-type]
+                    prompt=prompt or "msce-classify",
+                    max_new_tokens=max_new_tokens,
+                    temperature=temperature,
+                    concurrency=concurrency,
+                    device=device,
+                    dtype=dtype,
+                    cache=cache,
+                    cache_dir=cache_dir,
+                    timeout=timeout,
+                    max_retries=max_retries,
+                ),
             )
             if uses_llm
             else None

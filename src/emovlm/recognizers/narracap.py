@@ -19,11 +19,11 @@ import numpy as np
 
 from emovlm.backends.clip import CLIPBackend, build_clip, zero_shot_probabilities
 from emovlm.backends.images import crop_box
-from emovlm.backends.text_llm import DEFAULT_TEXT_LLM
 from emovlm.errors import InputError, MediaError
-from emovlm.labels import LabelSpace, MatchMode
+from emovlm.labels import LabelSpace
 from emovlm.prompts import load_prompt
 from emovlm.recognizers.caption_llm import Description, LabelPicker, template_digest
+from emovlm.recognizers.settings import PickerSettings, with_settings
 from emovlm.types import Cost, Prediction, Sample
 from emovlm.video import probe, read_frames
 from emovlm.vocab import NarraCapVocabulary, load_narracap_vocabulary
@@ -171,6 +171,7 @@ class NarraCapRecognizer:
 
     name = "narracap-llm"
 
+    @with_settings(PickerSettings)
     def __init__(
         self,
         label_space: LabelSpace,
@@ -180,56 +181,20 @@ class NarraCapRecognizer:
         vocabulary: str | None = None,
         signal_std: float = 3.0,
         caption_prompt: str = "narracap",
-        llm_backend: str = "transformers",
-        llm_model: str = DEFAULT_TEXT_LLM,
-        llm_base_url: str | None = None,
-        llm_api_key_env: str = "OPENAI_API_KEY",
-        mode: str = "generate",
-        prompt: str = "pick-labels",
-        max_labels: int = 6,
-        match: MatchMode = "word",
-        vad: bool = False,
-        max_new_tokens: int = 32,
-        temperature: float = 0.0,
-        concurrency: int = 8,
-        device: str = "cpu",
-        dtype: str = "float32",
-        cache: bool = True,
-        cache_dir: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 4,
+        **picker: Any,
     ) -> None:
         if signal_std < 0:
             raise InputError(f"--signal-std must be 0 or more, got {signal_std}")
         self.label_space = label_space
+        settings = PickerSettings(**picker)
         self.captioner = NarraCapCaptioner(
-            build_clip(clip_backend, clip_model, device=device),
+            build_clip(clip_backend, clip_model, device=settings.device),
             load_narracap_vocabulary(vocabulary),
             signal_std=signal_std,
             template=caption_prompt,
         )
-        self.picker = LabelPicker(
-            label_space,
-            backend=llm_backend,
-            model=llm_model,
-            base_url=llm_base_url,
-            api_key_env=llm_api_key_env,
-            mode=mode,
-            prompt=prompt,
-            max_labels=max_labels,
-            match=match,
-            vad=vad,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            concurrency=concurrency,
-            device=device,
-            dtype=dtype,
-            cache=cache,
-            cache_dir=cache_dir,
-            timeout=timeout,
-            max_retries=max_retries,
-        )
-        self.batch_size = max(32, 4 * concurrency)
+        self.picker = LabelPicker(label_space, settings)
+        self.batch_size = max(32, 4 * settings.concurrency)
 
     def config(self) -> Mapping[str, Any]:
         """Both stages' settings."""

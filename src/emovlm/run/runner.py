@@ -351,7 +351,7 @@ def _with_report(
     time: memory does not grow with the run, only the rows the report shows are read whole.
     """
     from emovlm.eval.columns import EXTRA_KEYS, ScoreColumns
-    from emovlm.eval.report import MAX_TIMELINES, ExamplePicker, write_report
+    from emovlm.eval.report import MAX_TIMELINES, ExamplePicker, notices, write_report
 
     key, space = summary.config_key, label_space_of(entry)
     n_rows = store.count(key)
@@ -373,6 +373,7 @@ def _with_report(
         gold=shown_gold,
         n_predictions=n_rows,
         n_timelines=n_timelines,
+        warnings=notices(entry["recognizer"]["config"]),
     )
     return replace(summary, metrics=metrics, report_files=dict(files))
 
