@@ -20,6 +20,22 @@ MAX_EXAMPLES = 60
 """Most example answers listed in one report."""
 RAW_CHARS = 200
 """Characters of raw model text kept per example."""
+SMOKE_TEST_NOTICE = (
+    "the text LLM is the smoke-test fallback (base Gemma 3 270M): its labels are not meaningful. "
+    "Rerun with --llm-model set to an instruction-tuned model or a served one."
+)
+"""What a report says when its recognizer config marks a model `smoke_test_only`."""
+
+
+def notices(recognizer_config: Any) -> list[str]:
+    """Warnings a report shows for a recognizer config: a smoke-test-only model anywhere in it."""
+
+    def smoke(value: Any) -> bool:
+        if isinstance(value, Mapping):
+            return bool(value.get("smoke_test_only")) or any(smoke(v) for v in value.values())
+        return False
+
+    return [SMOKE_TEST_NOTICE] if smoke(recognizer_config) else []
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent),
@@ -88,6 +104,7 @@ def write_report(
     gold: Sequence[Sequence[str]] = (),
     n_predictions: int | None = None,
     n_timelines: int | None = None,
+    warnings: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Write metrics.json, report.md (+ figures/*.png) and a self-contained report.html to out_dir.
 
@@ -95,7 +112,7 @@ def write_report(
     (from `extra["trajectory"]`). For a large run, pass only the rows the report shows, in run
     order — those of `ExamplePicker.ids` and the first MAX_TIMELINES with a trajectory — and the
     run's number of predictions and of trajectories as `n_predictions` and `n_timelines`.
-    Returns the written paths by kind.
+    `warnings` (e.g. from `notices`) head both reports. Returns the written paths by kind.
     """
     if gold and len(gold) != len(predictions):
         raise InputError(
@@ -114,6 +131,7 @@ def write_report(
     examples = _examples(predictions, gold)
     context = {
         "title": title,
+        "warnings": list(warnings),
         "m": metrics,
         "sink_sentence": sink_sentence(metrics),
         "headline": headline_rows(metrics),
