@@ -65,7 +65,8 @@ def test_ray_and_local_store_identical_predictions(tmp_path: Path) -> None:
         predictions = store.rows(on_ray.config_key)[0]
     pids = {p.extra["pid"] for p in predictions if "pid" in p.extra}
     assert 1 <= len(pids) <= 2 and os.getpid() not in pids  # predicted by the actors
-    assert predictions[11].reason == "RuntimeError: model server hung up on clip011"
+    by_id = {p.sample_id: p for p in predictions}  # stored in the order they finished
+    assert by_id["clip011"].reason == "RuntimeError: model server hung up on clip011"
 
 
 def test_a_setup_error_in_an_actor_is_raised_with_its_own_message(tmp_path: Path) -> None:
@@ -73,7 +74,10 @@ def test_a_setup_error_in_an_actor_is_raised_with_its_own_message(tmp_path: Path
         run(BrokenInstall(), tmp_path, RayExecutor(workers=2))
     with RunStore(tmp_path) as store:
         (key,) = store.keys()
-        assert [p.sample_id for p in store.rows(key)[0]] == [f"clip{i:03d}" for i in range(6)]
+        stored = {p.sample_id for p in store.rows(key)[0]}
+    # the micro-batches before the broken one, and any others in flight, are kept
+    assert {f"clip{i:03d}" for i in range(6)} <= stored
+    assert not stored & {"clip006", "clip007", "clip008"}
 
 
 def test_actors_reserve_their_share_of_gpus(tmp_path: Path) -> None:
@@ -106,7 +110,8 @@ def test_the_eval_command_joins_a_cluster_or_starts_its_own_ray(tmp_path: Path) 
 
 
 def _served_rows(run_dir: Path) -> list[tuple[Any, ...]]:
-    """(id, labels, status, raw) of a one-configuration run folder."""
+    """(id, labels, status, raw) of a one-configuration run folder, by id (rows are stored in
+    the order they finished)."""
     with RunStore(run_dir) as store:
         (key,) = store.keys()
-        return [(p.sample_id, p.labels, p.status, p.raw) for p in store.rows(key)[0]]
+        return sorted((p.sample_id, p.labels, p.status, p.raw) for p in store.rows(key)[0])
