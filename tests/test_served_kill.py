@@ -88,6 +88,14 @@ def wait_for(process: subprocess.Popen[bytes], moment: Callable[[], bool]) -> No
         time.sleep(0.005)
 
 
+def descendants(pid: int) -> list[int]:
+    """Ids of the live processes below `pid` (children, their children, …)."""
+    found = children_of(pid)
+    for child in list(found):
+        found.extend(descendants(child))
+    return found
+
+
 def kill_and_resume(
     faces: Path, tmp_path: Path, held_from: int, in_flight: int, *more: str
 ) -> tuple[set[str], set[str], list[str]]:
@@ -111,7 +119,7 @@ def kill_and_resume(
                 and server.calls == answered + in_flight
             ),
         )
-        helpers = children_of(process.pid)
+        helpers = descendants(process.pid)
         process.send_signal(signal.SIGKILL)
         assert process.wait() == -signal.SIGKILL
         for pid in helpers:  # a Ray started by the run outlives it by a moment: end it now
