@@ -115,7 +115,7 @@ def eval_command(
     executor: Annotated[
         str,
         typer.Option(
-            help="local (this machine) | ray (Ray Data actor pools; see docs/scale.md)",
+            help="local (this machine) | ray (a pool of Ray actors; see docs/scale.md)",
             rich_help_panel=_SCALE,
         ),
     ] = "local",

@@ -105,6 +105,7 @@ def write_report(
     n_predictions: int | None = None,
     n_timelines: int | None = None,
     warnings: Sequence[str] = (),
+    execution: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write metrics.json, report.md (+ figures/*.png) and a self-contained report.html to out_dir.
 
@@ -112,7 +113,9 @@ def write_report(
     (from `extra["trajectory"]`). For a large run, pass only the rows the report shows, in run
     order — those of `ExamplePicker.ids` and the first MAX_TIMELINES with a trajectory — and the
     run's number of predictions and of trajectories as `n_predictions` and `n_timelines`.
-    `warnings` (e.g. from `notices`) head both reports. Returns the written paths by kind.
+    `warnings` (e.g. from `notices`) head both reports. `execution` (the recognizer's
+    `run_stats()`: effective concurrency, waits, …) is listed in an Execution section. Returns
+    the written paths by kind.
     """
     if gold and len(gold) != len(predictions):
         raise InputError(
@@ -147,6 +150,7 @@ def write_report(
         "max_timelines": MAX_TIMELINES,
         "examples": examples,
         "n_predictions": len(predictions) if n_predictions is None else n_predictions,
+        "execution": list((execution or {}).items()),
     }
     paths = {
         "json": out_dir / "metrics.json",

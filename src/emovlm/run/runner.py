@@ -153,8 +153,9 @@ def evaluate(
                 bar.advance([prediction.status])
                 streak.update([prediction])
         run_stats = getattr(recognizer, "run_stats", None)
-        if callable(run_stats):
-            entry = record_execution(run_dir, key, run_stats())
+        stats = run_stats() if callable(run_stats) else None
+        if stats:
+            entry = record_execution(run_dir, key, stats)
         summary = RunSummary(
             run_dir=run_dir,
             config_key=key,
@@ -374,6 +375,7 @@ def _with_report(
         n_predictions=n_rows,
         n_timelines=n_timelines,
         warnings=notices(entry["recognizer"]["config"]),
+        execution=entry.get("execution"),
     )
     return replace(summary, metrics=metrics, report_files=dict(files))
 
