@@ -312,6 +312,9 @@ def test_static_page_takes_samples_from_every_confusion_cell(folders, tmp_path):
 def test_not_a_run_folder_is_one_clear_error(tmp_path):
     with pytest.raises(InputError, match="store.sqlite is missing"):
         open_runs([tmp_path])
+    (tmp_path / "store.sqlite").write_text("not a database")
+    with pytest.raises(InputError, match="store.sqlite is not a readable emovlm store"):
+        open_runs([tmp_path])
 
 
 # ---- thumbnails ---------------------------------------------------------------------------

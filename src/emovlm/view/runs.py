@@ -1,4 +1,4 @@
-"""Read-only access to the runs of run folders: summaries, filtered pages and sample details."""
+"""Read-only access to run folders: their runs, and each sample's details and thumbnails."""
 
 from __future__ import annotations
 
@@ -74,13 +74,19 @@ def open_runs(folders: Sequence[Path]) -> list[Run]:
                 f"{folder} is not an emovlm run folder: {STORE_FILE} is missing "
                 "(pass a folder written by `emovlm eval --run-dir`)"
             )
-        with closing(connect(store)) as conn:
-            keys = [
-                k
-                for (k,) in conn.execute(
-                    "SELECT config_key FROM predictions GROUP BY config_key ORDER BY MIN(seq)"
-                )
-            ]
+        try:
+            with closing(connect(store)) as conn:
+                keys = [
+                    k
+                    for (k,) in conn.execute(
+                        "SELECT config_key FROM predictions GROUP BY config_key ORDER BY MIN(seq)"
+                    )
+                ]
+        except sqlite3.DatabaseError as exc:
+            raise InputError(
+                f"{store} is not a readable emovlm store ({exc}); pass a run folder written by "
+                "`emovlm eval --run-dir`"
+            ) from exc
         configs = {entry["key"]: entry for entry in read_configs(folder)}
         for key in keys:
             config = configs.get(key, {})
