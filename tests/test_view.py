@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 import sqlite3
 import threading
 import urllib.error
@@ -31,6 +32,7 @@ from emovlm.types import Prediction
 from emovlm.view.compare import Comparison, _statistics
 from emovlm.view.runs import Run, open_runs
 from emovlm.view.server import make_server
+from emovlm.view.summary import run_summary
 from view_runs import (
     DFEW,
     EMOTIC,
@@ -207,6 +209,16 @@ def test_summary_has_metrics_intervals_and_matrix(get):
     column = metrics["confusion"]["columns"].index("neutral")
     assert metrics["confusion"]["matrix"][row][column] == 2
     assert summary["status_counts"] == {"ok": 8, "out_of_set": 2, "unparsed": 1, "failed": 1}
+
+
+def test_a_run_without_metrics_json_is_scored_from_its_store(tmp_path, folders):
+    shutil.copytree(folders[0], tmp_path / "copy")
+    reported = json.loads((tmp_path / "copy" / "metrics.json").read_text())
+    (tmp_path / "copy" / "metrics.json").unlink()
+    summary = run_summary(open_runs([tmp_path / "copy"])[0])
+    assert summary["metrics_source"].startswith("scored from store.sqlite")
+    assert summary["metrics"]["confusion"] == reported["confusion"]
+    assert summary["metrics"]["uar"] == pytest.approx(reported["uar"])
 
 
 def test_detail_keeps_raw_answer_sentences_timeline_and_thumbnails(get):
