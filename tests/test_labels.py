@@ -113,6 +113,50 @@ def test_multi_label_answers_keep_every_label_and_any_label_makes_them_usable() 
     assert parsed.labels == ("engagement", "anticipation", "disconnection")
 
 
+@pytest.mark.parametrize(
+    ("text", "top", "cue", "negated"),
+    [
+        ("He doesn't seem happy at all. He seems angry.", "angry", "first", ("happy",)),
+        ("Neither happy nor sad: neutral.", "neutral", "heading", ("happy", "sad")),
+        (
+            "There are no signs of anger, sadness or fear.\nAnswer: Neutral",
+            "neutral",
+            "heading",
+            (),
+        ),
+        ("It could be sadness, but I think it's more likely fear.", "fear", "phrase", ()),
+        ("I choose (B) Sad. Options like happy or angry do not fit.", "sad", "option", ()),
+        ('{"emotion": "neutral", "reasoning": "no sign of anger"}', "neutral", "json", ()),
+        ("Emotion: Sadness\nReason: unlike someone who is angry, she cries.", "sad", "heading", ()),
+    ],
+)
+def test_reading_keeps_what_decided_and_what_was_negated(
+    text: str, top: str, cue: str, negated: tuple[str, ...]
+) -> None:
+    parsed = get_label_space("dfew").parse(text)
+    assert (parsed.labels[0], parsed.cue) == (top, cue)
+    assert set(negated) <= set(parsed.negated)
+    assert parsed.to_json()["cue"] == cue
+
+
+def test_only_lexicon_emotion_words_are_out_of_set() -> None:
+    dfew = get_label_space("dfew")
+    for discourse in (
+        "Based on the content of the video, a man walks.",
+        "Given the raised eyebrows.",
+    ):
+        assert dfew.parse(discourse).status is Status.UNPARSED
+    assert dfew.parse("Smirk").status is Status.UNPARSED  # not an emotion word
+    assert dfew.parse("She seems content.").labels == ("content",)
+    assert dfew.parse("I can't tell whether he is happy or sad.").status is Status.UNPARSED
+
+
+def test_chinese_names_map_to_each_dfer_space() -> None:
+    assert get_label_space("dfew").parse("情绪：愤怒").labels == ("angry",)
+    assert get_label_space("mafw").parse("他并不愤怒，而是感到无助。").labels[0] == "helplessness"
+    assert get_label_space("dfew").parse("焦虑").status is Status.OUT_OF_SET  # a MAFW label only
+
+
 def test_label_spaces_have_their_official_sizes_and_orders() -> None:
     sizes = {name: len(space) for name, space in LABEL_SPACES.items()}
     assert sizes == {"dfew": 7, "ferv39k": 7, "mafw": 11, "emotic": 26, "rafdb": 7, "fer2013": 7}
