@@ -128,6 +128,12 @@ def test_multi_label_answers_keep_every_label_and_any_label_makes_them_usable() 
         ("I choose (B) Sad. Options like happy or angry do not fit.", "sad", "option", ()),
         ('{"emotion": "neutral", "reasoning": "no sign of anger"}', "neutral", "json", ()),
         ("Emotion: Sadness\nReason: unlike someone who is angry, she cries.", "sad", "heading", ()),
+        (
+            "<think>Maybe angry? The tears say sadness.</think><answer>Sad</answer>",
+            "sad",
+            "heading",
+            (),
+        ),
     ],
 )
 def test_reading_keeps_what_decided_and_what_was_negated(

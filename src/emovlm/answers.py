@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -144,6 +144,8 @@ def clean_text(text: str) -> str:
 
 # ---- JSON answers ----------------------------------------------------------------------------
 
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _JSON_BLOCK = re.compile(r"[{\[].*[}\]]", re.DOTALL)
 _ANSWER_KEY = re.compile(r"emotion|label|answer|categor|predict|class|情绪|答案|类别")
 _OTHER_KEY = re.compile(r"reason|explan|confiden|score|rational|valence|arousal|dominance|why")
@@ -301,7 +303,12 @@ class TextReader:
             return Parsed((), Status.UNPARSED)
         if match != "word":
             return self._contained(raw, case_sensitive=match == "contains")
-        cleaned = clean_text(raw)
+        tagged = _ANSWER_TAG.search(raw)  # reasoning models: <think>…</think><answer>…</answer>
+        if tagged:
+            inside = self._read_text(clean_text(tagged.group(1)))
+            if inside.labels or inside.negated:
+                return replace(inside, cue="heading")
+        cleaned = clean_text(_THINK.sub(" ", raw))
         found, answer = json_answer(cleaned)
         if found:
             if answer is None:
