@@ -124,6 +124,25 @@ def test_judge_mode_reads_every_answer_and_keeps_both_readings(server: FakeOpenA
     assert reviewed[0].extra["judge"]["agrees"] and reviewed[0].top == "happy"
 
 
+def test_rules_plus_judge_asks_about_single_label_ambiguity_only() -> None:
+    def judge_of(space_name: str) -> AnswerJudge:
+        space = get_label_space(space_name)
+        return AnswerJudge(space, backend="openai", model="m", base_url="http://127.0.0.1:9/v1")
+
+    def read(space_name: str, text: str) -> Prediction:
+        parsed = get_label_space(space_name).parse(text)
+        return Prediction(
+            "a", parsed.labels, raw=text, status=parsed.status, extra={"parse": parsed.to_json()}
+        )
+
+    dfew, emotic = judge_of("dfew"), judge_of("emotic")
+    assert dfew.wants(read("dfew", "Happy and surprised."))
+    assert not dfew.wants(read("dfew", "Neutral, Sad, Fear"))  # a ranked list is settled
+    assert not dfew.wants(read("dfew", "Surprised, but mostly happy."))  # a cue settles it
+    assert not emotic.wants(read("emotic", "She is happy and excited."))  # several is normal
+    assert emotic.wants(read("emotic", "A man rides a bicycle."))  # unparsed
+
+
 def test_a_failed_judge_request_keeps_the_rules_reading(server: FakeOpenAIServer) -> None:
     server.reset()
     server.behaviour.faults = {"Happy and surprised": [Fault(status=400)]}

@@ -67,16 +67,6 @@ class Parsed:
         """True when the top answer is a label of the space."""
         return self.status is Status.OK
 
-    @property
-    def several_labels(self) -> bool:
-        """True when more than one label of the space was named (single-label: runners-up exist)."""
-        return self.n_labels > 1
-
-    @property
-    def ambiguous(self) -> bool:
-        """True when the rules had no cue to pick between labels, or found no emotion at all."""
-        return self.status is Status.UNPARSED or (self.several_labels and self.cue == "first")
-
     def to_json(self) -> dict[str, Any]:
         """The reading as stored in `Prediction.extra["parse"]`."""
         return {

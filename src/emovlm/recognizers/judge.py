@@ -1,8 +1,8 @@
 """The answer judge: a text LLM re-reads answers the rules could not settle, beside the rules' reading.
 
 `--extract rules` reads answers with the rules alone (emovlm.answers). `rules+judge` asks the
-judge only about answers the rules leave ambiguous (several labels and no answer cue) or
-unparsed, and uses its reading for them; `judge` asks it about every answer and uses its reading
+judge only about answers the rules leave ambiguous (single-label: several labels and no answer
+cue) or unparsed, and uses its reading for them; `judge` asks it about every answer and uses its reading
 throughout. The judge's reply is constrained by the prompt (prompts/judge-answer.j2: labels from
 the list, the out-of-set word, or "none") and read back with the rules. Its decisions are cached
 with the response cache, and every judged prediction keeps both readings: the rules' in
@@ -98,7 +98,11 @@ class AnswerJudge:
         if self.extract == "judge":
             return True
         reading = (prediction.extra or {}).get("parse") or {}
-        several = int(reading.get("n_labels", 0)) > 1 and reading.get("cue") == "first"
+        several = (
+            not self.label_space.multi_label
+            and int(reading.get("n_labels", 0)) > 1
+            and reading.get("cue") == "first"
+        )
         return status is Status.UNPARSED or several
 
     def review(self, predictions: Sequence[Prediction]) -> list[Prediction]:
