@@ -17,8 +17,9 @@ from emovlm.backends.openai_vlm import OpenAIVLM
 from emovlm.backends.video_payload import encode_mp4, frame_rate
 from emovlm.backends.vlm import GenerationSettings, VideoInput, VLMRequest
 from emovlm.errors import BackendError, InputError
-from emovlm.frames import parse_sampler
+from emovlm.frames import keyframes_with_gaps, parse_sampler
 from emovlm.labels import get_label_space
+from emovlm.recognizers.msce import MSCERecognizer
 from emovlm.recognizers.vlm import VLMRecognizer
 from emovlm.types import Sample, Status
 from emovlm.video import probe
@@ -191,3 +192,27 @@ def test_video_flags_apply_to_the_openai_backend_only(fresh: FakeOpenAIServer) -
         VLMRecognizer(DFEW, backend="transformers", model="x", frames_as="video")
     with pytest.raises(InputError, match="--frames-as 'mp4' is unknown"):
         recognizer(fresh, frames_as="mp4")
+
+
+def test_msce_describer_gaps_go_as_videos_and_keyframes_as_images(
+    fresh: FakeOpenAIServer, clip: Path
+) -> None:
+    msce = MSCERecognizer(
+        DFEW,
+        backend="openai",
+        model="tiny-vlm",
+        base_url=fresh.url,
+        describer="vlm",
+        keyframes=4,
+        per_gap=2,
+        frames_as="video",
+        cache=False,
+    )
+    [prediction] = msce.predict([Sample("s1", clip, "neutral")])
+    assert prediction.status != Status.FAILED, prediction.error
+    plan = keyframes_with_gaps(FRAMES, 4, 2)
+    described = [q for q in questions(fresh) if q["videos"]]
+    seen = sorted([index_of(f) for f in q["videos"][0]["frames"]] for q in described)
+    assert seen == sorted(plan.gaps)
+    [stage2] = [q for q in questions(fresh) if not q["videos"]]
+    assert [index_of(image) for image in stage2["images"]] == plan.keyframes

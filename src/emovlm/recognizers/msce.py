@@ -142,6 +142,9 @@ class MSCERecognizer:
         llm_base_url: str | None = None,
         llm_api_key_env: str = "OPENAI_API_KEY",
         model_revision: str | None = None,
+        frames_as: str = "images",
+        rpm: float | None = None,
+        tpm: float | None = None,
     ) -> None:
         if describer not in DESCRIBERS:
             raise InputError(f"--describer {describer!r} is unknown; choose specialist or vlm")
@@ -191,6 +194,9 @@ class MSCERecognizer:
                 timeout=timeout,
                 max_retries=max_retries,
                 model_revision=model_revision,
+                frames_as=frames_as,
+                rpm=rpm,
+                tpm=tpm,
             )
             if model
             else None
@@ -256,6 +262,10 @@ class MSCERecognizer:
                     dtype=dtype,
                     timeout=timeout,
                     max_retries=max_retries,
+                    frames_as=frames_as,
+                    rpm=rpm,
+                    tpm=tpm,
+                    image_size=image_size,
                 )
                 vlm = CachedVLM(built, ResponseCache(cache_dir) if cache else None)
             self.describer = VLMDescriber(
