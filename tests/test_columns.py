@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from emovlm.errors import InputError
+from emovlm.eval import bootstrap
 from emovlm.eval.bootstrap import bootstrap_code_counts, bootstrap_code_sums
 from emovlm.eval.columns import EXTRA_KEYS, ScoreColumns
 from emovlm.eval.scoring import score_predictions
@@ -78,3 +79,12 @@ def test_code_sums_are_the_resampled_code_counts_times_the_table() -> None:
     counts = bootstrap_code_counts(codes, 9, 700, seed=4)
     assert sums.shape == (700, 4)
     np.testing.assert_allclose(sums, counts @ table, rtol=1e-12)
+
+
+def test_resamples_do_not_depend_on_how_many_are_drawn_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    codes = np.random.default_rng(2).integers(0, 5, 3_000)
+    at_once = bootstrap_code_counts(codes, 5, 40, seed=9)
+    monkeypatch.setattr(bootstrap, "_INDICES_PER_BLOCK", 7_000)  # blocks of 2 resamples
+    assert (bootstrap_code_counts(codes, 5, 40, seed=9) == at_once).all()

@@ -12,8 +12,9 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-_INDICES_PER_BLOCK = 4_000_000
-"""Resampled indices drawn at once; bounds memory to a few tens of MB whatever n and resamples."""
+_INDICES_PER_BLOCK = 1_000_000
+"""Resampled indices drawn at once (8 MB); bounds memory whatever n and resamples. The draws do
+not depend on it: any block size gives the same resamples."""
 
 
 def resample_indices(n: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
@@ -31,10 +32,16 @@ def bootstrap_code_counts(
     codes = np.asarray(codes, dtype=np.int64)
     blocks = []
     for indices in resample_indices(len(codes), n_resamples, seed):
-        b = len(indices)
-        shifted = codes[indices] + np.arange(b)[:, None] * n_codes
-        blocks.append(np.bincount(shifted.ravel(), minlength=b * n_codes).reshape(b, n_codes))
+        blocks.append(_block_counts(codes, indices, n_codes))
     return np.concatenate(blocks) if blocks else np.zeros((0, n_codes), dtype=np.int64)
+
+
+def _block_counts(codes: np.ndarray, indices: np.ndarray, n_codes: int) -> np.ndarray:
+    """Count of each code per resample of one (b, n) block, reusing the block's memory."""
+    b = len(indices)
+    np.take(codes, indices, out=indices)
+    indices += np.arange(b)[:, None] * n_codes
+    return np.bincount(indices.ravel(), minlength=b * n_codes).reshape(b, n_codes)
 
 
 def bootstrap_code_sums(
@@ -50,10 +57,7 @@ def bootstrap_code_sums(
     n_codes = len(table)
     blocks = []
     for indices in resample_indices(len(codes), n_resamples, seed):
-        b = len(indices)
-        shifted = codes[indices] + np.arange(b)[:, None] * n_codes
-        counts = np.bincount(shifted.ravel(), minlength=b * n_codes).reshape(b, n_codes)
-        blocks.append(counts.astype(float) @ table)
+        blocks.append(_block_counts(codes, indices, n_codes).astype(float) @ table)
     return np.concatenate(blocks) if blocks else np.zeros((0, table.shape[1]))
 
 
