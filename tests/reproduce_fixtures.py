@@ -43,10 +43,11 @@ FRAMES = 36  # MSCE's 8 keyframes and 4 frames in each of the 7 gaps
 
 def dfew_root(root: Path) -> Path:
     """DFEW's release layout: EmoLabel_DataSplit/ split files and Clip/clip_224x224/ frame folders."""
-    split = root / "EmoLabel_DataSplit" / "test(single-labeled)"
-    split.mkdir(parents=True)
     rows = ["video_name,label"] + [f"{int(clip)},{label}" for clip, label, _ in DFEW_CLIPS]
-    (split / "set_1.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    for split in ("train", "test"):  # the same clips: only the fine-tuning step reads train
+        folder = root / "EmoLabel_DataSplit" / f"{split}(single-labeled)"
+        folder.mkdir(parents=True)
+        (folder / "set_1.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     for clip, _, colour in DFEW_CLIPS:
         folder = root / "Clip" / "clip_224x224" / clip
         folder.mkdir(parents=True)

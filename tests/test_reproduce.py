@@ -71,6 +71,11 @@ BAD_RECIPES = {
         5,
         "option 'base_url' does not apply to recognizer specialist",
     ),
+    "fine-tuning setting misspelt": (
+        "  finetune:\n    run: finetune\n    options:\n      epoch: 1\n",
+        4,
+        "'epoch' is not a setting of LoRA fine-tuning; use:",
+    ),
     "diagnosis of a missing step": (
         "  longtail:\n    run: diagnose\n    of: zero-shot\n",
         3,
@@ -114,6 +119,11 @@ def test_missing_data_unknown_steps_and_no_server_fail_before_any_step(
     )  # fmt: skip
     assert "does not serve model 'big-vlm'" in str(wrong_model.exception)
     assert not out.exists()
+    served_finetune = reproduce(
+        "paper-a-dfer", "--root", dfew, "--only", "finetune", "--backend", "openai",
+        "--model", "tiny-vlm", "--base-url", server.url, "--out", out,
+    )  # fmt: skip
+    assert "trains a LoRA adapter, which needs a local model" in str(served_finetune.exception)
     no_model = reproduce("paper-a-dfer", "--root", dfew, "--only", "zero-shot", "--out", out)
     assert "runs a VLM but no model is given" in str(no_model.exception)
     assert "--skip zero-shot" in str(no_model.exception)
@@ -195,3 +205,29 @@ def test_paper_a_runs_end_to_end_is_killed_and_resumes_without_asking_twice(
         assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.count("<img ") == 5 and "0.4552" in html
+
+
+def test_finished_steps_are_skipped_and_a_changed_setting_reruns_its_dependants(
+    dfew: Path, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    recipe = tmp_path / "mine.yaml"
+    text = (
+        "dataset: {name: dfew, fold: 1}\ndefaults: {frames: 'uniform:8'}\nbootstrap: 50\n"
+        "published: paper-a\nsteps:\n  zero-shot: {run: eval, recognizer: vlm}\n"
+        "  longtail: {run: diagnose, of: zero-shot}\n"
+    )
+    recipe.write_text(text, encoding="utf-8")
+    args = [recipe, "--root", dfew, "--out", tmp_path / "out", *served(server, tmp_path / "c")]
+    first = reproduce(*args)
+    assert first.exit_code == 0, first.output
+    assert sum(work(server.received).values()) == len({colour for *_, colour in DFEW_CLIPS})
+    server.reset()
+    again = reproduce(*args)
+    assert "zero-shot: finished before, skipped" in again.output
+    assert "longtail: finished before, skipped" in again.output
+    assert not work(server.received)  # only the reachability check was sent
+    recipe.write_text(text.replace("uniform:8", "uniform:4"), encoding="utf-8")
+    changed = reproduce(*args)
+    assert "zero-shot: running" in changed.output and "longtail: running" in changed.output
+    report = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "| Gemini 2.5 Flash (vlm) | published | 0.6412 | 0.6331 | 0.6008 | — |" in report

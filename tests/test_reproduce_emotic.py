@@ -65,7 +65,7 @@ def test_narracap_without_clip_weights_fails_before_any_step(
 def test_baselines_alone_need_no_model(emotic: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = reproduce(
-        "paper-b-emotic", "--root", emotic, "--only", "majority,random,weighted-random",
+        "paper-b-emotic", "--root", emotic, "--only", "majority,random",
         "--out", out, "--no-progress", "--bootstrap", "200",
     )  # fmt: skip
     assert result.exit_code == 0, result.output

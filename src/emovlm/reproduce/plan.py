@@ -121,14 +121,17 @@ class Plan:
     def fingerprint(self, step: Step) -> str:
         """A hash of what decides the step's results (not how answers are fetched)."""
         options = {k: v for k, v in self.options(step).items() if k not in TRANSPORT_OPTIONS}
-        document = {
+        document: dict[str, Any] = {
             "kind": step.kind,
             "spec": {k: v for k, v in step.spec.items() if k not in ("options", "title")},
             "options": options,
             "dataset": dict(self.recipe.dataset),
+            "root": str(self.target.root.resolve()),
             "bootstrap": self.recipe.bootstrap,
             "seed": self.recipe.seed,
         }
+        if step.kind == "diagnose":  # a diagnosis is stale when the answers it read change
+            document["of"] = self.fingerprint(self.recipe.step(str(step.spec["of"])))
         text = json.dumps(document, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -212,8 +215,6 @@ def _check_step(plan: Plan, step: Step) -> None:
             f"{where}: step {step.name!r} trains a LoRA adapter, which needs a local model: pass "
             f"--backend transformers --model FOLDER, or leave the step out (--skip {step.name})"
         )
-    if step.kind == "finetune":
-        _check_finetune(plan, step)
     if "narracap-llm" in step_recognizers(step) and not plan.options(step).get("clip_model"):
         raise RecipeError(
             f"{where}: step {step.name!r} needs CLIP weights, which emovlm cannot download: pass "
@@ -225,23 +226,6 @@ def _check_step(plan: Plan, step: Step) -> None:
             "method: batch (the prior from the run's own scores); `emovlm calibrate` also has "
             "contextual"
         )
-
-
-def _check_finetune(plan: Plan, step: Step) -> None:
-    """A finetune step's options are LoRA or VLM settings of `emovlm finetune`."""
-    from dataclasses import fields
-
-    from emovlm.train.finetune_vlm import VLMSettings
-    from emovlm.train.lora import LoraSettings
-
-    known = {f.name for f in fields(LoraSettings)} | {f.name for f in fields(VLMSettings)}
-    for key in step.options:
-        if key not in known or key == "sampler":
-            raise RecipeError(
-                f"{plan.recipe.where('steps', step.name, 'options', key)}: {key!r} is not a "
-                f"setting of LoRA fine-tuning; use: {', '.join(sorted(known - {'sampler'}))} "
-                "(the sampler goes in sampler:)"
-            )
 
 
 def _check_model(plan: Plan) -> None:

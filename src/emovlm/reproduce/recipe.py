@@ -294,6 +294,8 @@ def _check_options(recipe: Recipe) -> None:
     """Step options apply to the step's recognizer; each default applies to some step."""
     used: set[str] = set()
     for step in recipe.steps:
+        if step.kind == "finetune":
+            _check_finetune_options(recipe, step)
         if step.kind in ("diagnose", "finetune"):
             continue
         accepted: set[str] = set()
@@ -312,6 +314,26 @@ def _check_options(recipe: Recipe) -> None:
             raise RecipeError(
                 f"{recipe.where('defaults', key)}: default {key!r} applies to no step's "
                 "recognizer; remove it or fix its name"
+            )
+
+
+def _check_finetune_options(recipe: Recipe, step: Step) -> None:
+    """A finetune step's options are the LoRA and VLM settings of `emovlm finetune`."""
+    from dataclasses import fields
+
+    from emovlm.train.finetune_vlm import VLMSettings
+    from emovlm.train.lora import LoraSettings
+
+    known = ({f.name for f in fields(LoraSettings)} | {f.name for f in fields(VLMSettings)}) - {
+        "sampler",
+        "model",
+    }
+    for key in step.options:
+        if key not in known:
+            raise RecipeError(
+                f"{recipe.where('steps', step.name, 'options', key)}: {key!r} is not a setting "
+                f"of LoRA fine-tuning; use: {', '.join(sorted(known))} (the sampler goes in "
+                "sampler:, the model is --model)"
             )
 
 
