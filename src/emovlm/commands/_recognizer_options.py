@@ -73,7 +73,8 @@ OPTIONS: dict[str, tuple[type, str]] = {
     "model_revision": (
         str,
         "revision of the served model (e.g. a weights hash or date), part of the cache key, so "
-        "new weights behind the same served name never reuse old answers [vlm openai]",
+        "new weights behind the same served name never reuse old answers "
+        "[vlm, caption-llm, msce; --backend openai]",
     ),
     "timeout": (float, "seconds before a server request is retried [vlm openai]"),
     "max_retries": (int, "retries of a failed server request, with backoff [vlm openai]"),
