@@ -148,6 +148,9 @@ def test_dry_run_lists_steps_with_requests_and_tokens_without_a_call(
     ]
     assert rows["specialist"].split("│")[4].strip() == "0"
     assert "finetune" not in rows  # off unless --only finetune
+    without_model = reproduce("paper-a-dfer", "--root", dfew, "--dry-run", "--only", "fps,msce")
+    assert without_model.exit_code == 0, without_model.output
+    assert "zero-shot" not in without_model.output and "msce" in without_model.output
 
 
 @pytest.mark.slow

@@ -120,3 +120,18 @@ def test_paper_b_runs_end_to_end_is_killed_and_resumes_without_asking_twice(
     assert ("NarraCap (zero-shot CLIP) → LLM", "this run") in rows
     assert (out / "figures" / "table1_f1.png").stat().st_size > 1000
     assert "EmotiCon" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_sweep_on_a_multi_label_set_is_refused_before_running(
+    emotic: Path, tmp_path: Path
+) -> None:
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(
+        "dataset: {name: emotic}\nsteps:\n  majority: {run: eval, recognizer: majority}\n"
+        "  fps:\n    run: sweep\n    experiment: fps\n    recognizer: vlm\n    values: [1, 5]\n",
+        encoding="utf-8",
+    )
+    result = reproduce(recipe, "--root", emotic, "--out", tmp_path / "out", "--dry-run")
+    assert isinstance(result.exception, RecipeError)
+    assert str(result.exception).startswith(f"{recipe}:4: step 'fps' (sweep) ")
+    assert "emotic is multi-label; remove the step or --skip fps" in str(result.exception)

@@ -167,7 +167,8 @@ def make_plan(
 ) -> Plan:
     """Resolve and check everything the chosen steps need, before any of them runs.
 
-    With `reach_model` the served model is asked one test question (no call without it).
+    With `reach_model` the model must be given and a served one is asked one test question;
+    without it (a dry run) nothing is called and no model is needed.
     """
     plan = Plan(recipe, target, Path(out_dir), steps)
     _check_overrides(plan)
@@ -179,7 +180,7 @@ def make_plan(
     for split in plan.splits:
         plan.dataset(split)
     for step in steps:
-        _check_step(plan, step)
+        _check_step(plan, step, needs_model=reach_model)
     if reach_model:
         _check_model(plan)
     return plan
@@ -199,10 +200,16 @@ def _check_overrides(plan: Plan) -> None:
         )
 
 
-def _check_step(plan: Plan, step: Step) -> None:
-    """Step settings that can be checked without running: the VLM is named, finetune is local."""
+def _check_step(plan: Plan, step: Step, *, needs_model: bool) -> None:
+    """Step settings that can be checked without running: the VLM is named, finetune is local,
+    sweeps and calibration get a single-label dataset."""
     where = plan.recipe.where("steps", step.name)
-    if plan.needs_vlm(step) and not plan.options(step).get("model"):
+    if step.kind in ("sweep", "calibrate") and plan.dataset().label_space.multi_label:
+        raise RecipeError(
+            f"{where}: step {step.name!r} ({step.kind}) compares single-label answers, but "
+            f"{plan.recipe.dataset['name']} is multi-label; remove the step or --skip {step.name}"
+        )
+    if needs_model and plan.needs_vlm(step) and not plan.options(step).get("model"):
         raise RecipeError(
             f"{where}: step {step.name!r} runs a VLM but no model is given; pass --backend "
             f"openai --base-url URL --model NAME (or --backend transformers --model FOLDER), "
