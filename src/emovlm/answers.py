@@ -12,8 +12,8 @@ The reading, in order (docs/metrics.md, "How answers are read"):
 4. The last final-answer cue whose words name an emotion ("Answer:", "Emotion:", "the emotion
    is", "I would say", "so", "mostly", an option letter "(D)") decides where the answer is;
    without one, the whole text is read.
-5. Single-label: the first mention decides, a label of the space before an out-of-set word in
-   prose, list position alone in ranked lists; the other mentions are ranked runners-up.
+5. Single-label: the first mention decides (a label or an out-of-set word alike); the other
+   mentions are ranked runners-up.
    Multi-label: every non-negated label, in order.
 """
 
@@ -329,8 +329,6 @@ class TextReader:
         evidence = text[region[0] : region[1]].strip(" :-,.")[:120]
         if list_like or _is_list(text[region[0] : region[1]], self.pattern):
             cue = "list" if cue == "first" else cue
-        elif not self.multi_label:  # prose: a label of the space before an out-of-set word
-            chosen = [m for m in chosen if m.in_set] + [m for m in chosen if not m.in_set]
         if self.multi_label:
             ordered = [m.answer for m in chosen if m.in_set] + [m.answer for m in chosen]
         else:
