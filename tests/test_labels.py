@@ -118,6 +118,13 @@ def test_multi_label_answers_keep_every_label_and_any_label_makes_them_usable() 
     [
         ("He doesn't seem happy at all. He seems angry.", "angry", "first", ("happy",)),
         ("Neither happy nor sad: neutral.", "neutral", "heading", ("happy", "sad")),
+        ("Most likely: Disgust. Second: Anger.", "disgust", "phrase", ()),
+        (
+            "A neutral face, no signs of happiness, sadness, anger, fear, surprise, or disgust.",
+            "neutral",
+            "first",
+            ("happy", "sad", "angry", "fear", "surprise", "disgust"),
+        ),
         (
             "There are no signs of anger, sadness or fear.\nAnswer: Neutral",
             "neutral",

@@ -221,7 +221,8 @@ def _without_reasons(text: str) -> str:
 
 
 def _cue_regions(text: str) -> list[_Region]:
-    """Where an answer cue points, in text order: to the line's (or the next lines') end."""
+    """Where answer cues point (to the line's, sentence's or next lines' end), in the order they
+    are tried backwards: text order, with a final ": word" before all (so tried last)."""
     regions = []
     for match in _HEADING_CUE.finditer(text):
         line_end = text.find("\n", match.end())
@@ -236,13 +237,14 @@ def _cue_regions(text: str) -> list[_Region]:
     for match in _PHRASE_CUE.finditer(text):
         end = _HARD_END.search(text, match.end())
         regions.append(_Region(match.end(), end.start() if end else len(text), "phrase"))
-    final = _FINAL_COLON.search(text)
-    if final:  # "…, with a blank stare: neutral."
-        regions.append(_Region(final.start(1), final.end(1), "heading"))
     for match in _OPTION.finditer(text):
         end = _HARD_END.search(text, match.end())
         regions.append(_Region(match.start(), end.start() if end else len(text), "option"))
-    return sorted(regions, key=lambda r: r.start)
+    regions.sort(key=lambda r: r.start)
+    final = _FINAL_COLON.search(text)
+    if final:  # "…, with a blank stare: neutral." (tried after every other cue)
+        regions.insert(0, _Region(final.start(1), final.end(1), "heading"))
+    return regions
 
 
 # ---- negation --------------------------------------------------------------------------------
@@ -258,6 +260,7 @@ _SCOPE_END = re.compile(
 )
 _COORDINATOR = re.compile(r"(?<![\w-])(?:or|nor|and|even|any)(?![\w-])")
 _MAX_GAP_WORDS = 5
+_LIST_TAIL = re.compile(r"(?:\s*(?:,|\b(?:emo|or|nor|and|even|any)\b))*")
 
 
 class TextReader:
@@ -377,8 +380,9 @@ class TextReader:
         if "," not in listed:
             return True
         tail_end = _SCOPE_END.search(text, end)
-        tail = text[end : tail_end.start() if tail_end else len(text)]
-        return bool(_COORDINATOR.search(listed) or re.match(r"\s*,?\s*(?:or|nor|and)\s", tail))
+        tail = self.pattern.sub(" emo ", text[end : tail_end.start() if tail_end else len(text)])
+        rest_of_list = _LIST_TAIL.match(tail)
+        return bool(_COORDINATOR.search(listed) or _COORDINATOR.search(rest_of_list.group(0)))
 
     def _contained(self, raw: str, *, case_sensitive: bool) -> Parsed:
         """The paper's rule: every label whose name occurs in the text, in order of first place."""
