@@ -234,3 +234,31 @@ def test_finished_steps_are_skipped_and_a_changed_setting_reruns_its_dependants(
     assert "zero-shot: running" in changed.output and "longtail: running" in changed.output
     report = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "| Gemini 2.5 Flash (vlm) | published | 0.6412 | 0.6331 | 0.6008 | — |" in report
+
+
+@pytest.mark.slow
+def test_the_class_balanced_lora_step_trains_a_local_vlm_and_reports_recall(
+    dfew: Path, tmp_path: Path
+) -> None:
+    from tiny_models import build_tiny_qwen2_vl
+
+    recipe = tmp_path / "lora.yaml"
+    recipe.write_text(
+        "dataset: {name: dfew, fold: 1}\nbootstrap: 50\npublished: paper-a\nsteps:\n"
+        "  finetune:\n    run: finetune\n    sampler: class-balanced\n"
+        "    allow_missing_classes: true  # the fixture has 4 of DFEW's 7 classes\n"
+        "    options: {rank: 4, epochs: 1, learning_rate: 0.01, max_new_tokens: 4}\n",
+        encoding="utf-8",
+    )
+    model = build_tiny_qwen2_vl(tmp_path / "qwen")
+    out = tmp_path / "out"
+    result = reproduce(
+        recipe, "--root", dfew, "--backend", "transformers", "--model", model, "--out", out,
+        "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (out / "finetune" / "adapter").is_dir()
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Class-balanced LoRA" in report
+    assert "| class | train n | test n | recall base | recall adapter |" in report
+    assert "| happy | 2 | 2 |" in report

@@ -44,7 +44,7 @@ _STEP_KEYS: dict[str, set[str]] = {
     },
     "diagnose": {"of"},
     "calibrate": {"recognizer", "options", "method", "iterations"},
-    "finetune": {"sampler", "options", "train_split", "train_limit"},
+    "finetune": {"sampler", "options", "train_split", "train_limit", "allow_missing_classes"},
 }
 _TOP_KEYS = {
     "name",

@@ -152,6 +152,7 @@ def _paper_a(finished: _Finished) -> list[Section]:
         _longtail_section(finished),
         _confusion_section(finished),
         _calibration_section(finished),
+        _finetune_section(finished),
     ]
 
 
@@ -342,6 +343,25 @@ def _calibration_section(finished: _Finished) -> Section:
         ],
         [Table(["metric", "before", "after", "Δ"], rows)],
     )
+
+
+def _finetune_section(finished: _Finished) -> Section:
+    names = finished.of_kind("finetune")
+    comparison = finished.file(names[0], "comparison_file") if names else None
+    if comparison is None:
+        return Section("Class-balanced LoRA")
+    variants = comparison["variants"]
+    rows = [
+        [row["label"], str(row["train"]), str(row["support"]),
+         *(_f(row["recall"][v]) if row["support"] else "—" for v in variants)]
+        for row in comparison["per_class"]
+    ]  # fmt: skip
+    return Section(
+        "Class-balanced LoRA",
+        [f"Per-class recall of the base model and its adapter (step {names[0]}); the paper "
+         "finds balancing raises tail-class recall. Full reports: the step's eval/ folder."],
+        [Table(["class", "train n", "test n", *(f"recall {v}" for v in variants)], rows)],
+    )  # fmt: skip
 
 
 def _paper_b(finished: _Finished) -> list[Section]:

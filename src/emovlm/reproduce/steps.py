@@ -282,13 +282,19 @@ def _run_finetune(plan: Plan, step: Step, folder: Path, progress: bool) -> dict[
         folder,
         vlm=VLMSettings(**{k: v for k, v in options.items() if k in vlm_fields}),
         lora=LoraSettings(sampler=str(step.spec.get("sampler", "class-balanced")), **lora),
+        allow_missing_classes=bool(step.spec.get("allow_missing_classes", False)),
         train_limit=step.spec.get("train_limit"),
         resume=True,
         progress=progress,
         n_bootstrap=plan.recipe.bootstrap,
         seed=plan.recipe.seed,
     )
-    return {"outputs": {k: _inside(folder, v) for k, v in summary.outputs.items()}}
+    return {
+        "outputs": {k: _inside(folder, v) for k, v in summary.outputs.items()},
+        "comparison_file": _inside(folder, summary.files["json"])
+        if "json" in summary.files
+        else "",
+    }
 
 
 _RUNNERS: dict[str, Callable[[Plan, Step, Path, bool], dict[str, Any]]] = {
