@@ -162,6 +162,8 @@ def test_only_lexicon_emotion_words_are_out_of_set() -> None:
     assert dfew.parse("Smirk").status is Status.UNPARSED  # not an emotion word
     assert dfew.parse("She seems content.").labels == ("content",)
     assert dfew.parse("I can't tell whether he is happy or sad.").status is Status.UNPARSED
+    assert dfew.parse("I'm afraid I cannot determine the emotion.").status is Status.UNPARSED
+    assert dfew.parse("I'm happy to help! The person looks sad.").labels == ("sad",)
 
 
 def test_chinese_names_map_to_each_dfer_space() -> None:

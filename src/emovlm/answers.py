@@ -260,6 +260,7 @@ _SCOPE_END = re.compile(
 )
 _COORDINATOR = re.compile(r"(?<![\w-])(?:or|nor|and|even|any)(?![\w-])")
 _MAX_GAP_WORDS = 5
+_SPEAKER = re.compile(r"(?<![\w'])(?:i|we)(?:'m|'d be|'ll be|'re| am| are| would be| will be)\s+$")
 _LIST_TAIL = re.compile(r"(?:\s*(?:,|\b(?:emo|or|nor|and|even|any)\b))*")
 
 
@@ -347,6 +348,8 @@ class TextReader:
             word = m.group(0)
             if word in self.ambiguous and not _used_as_emotion(text, m.start(), m.end()):
                 continue
+            if _SPEAKER.search(text, max(0, m.start() - 20), m.start()):
+                continue  # the model about itself: "I'm afraid I can't", "happy to help"
             answer = self.word_to_label.get(word, word)
             negated = self._negated(text, m.start(), m.end())
             mentions.append(
