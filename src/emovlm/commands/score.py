@@ -117,6 +117,11 @@ def score(
     Example (real GPT-4V answers on DFEW):
 
         emovlm score dfew.csv -l dfew --gt-column gt --pred-column gpt4v --report out/
+
+    Show how each answer was read, and let a served text LLM re-read the ambiguous ones:
+
+        emovlm score answers.csv -l dfew --explain --extract rules+judge \
+          --judge-backend openai --judge-base-url http://127.0.0.1:8000/v1 --judge-model qwen
     """
     if bootstrap < 0:
         raise InputError(f"--bootstrap must be 0 (no intervals) or more, not {bootstrap}")
