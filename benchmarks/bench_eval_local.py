@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,8 @@ def main() -> None:
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "manifest.csv"
-        rows = [f"v{i:04d},{video},happy" for i in range(args.samples)]
+        shutil.copy(video, Path(tmp) / video.name)  # media live under the manifest's folder
+        rows = [f"v{i:04d},{video.name},happy" for i in range(args.samples)]
         manifest.write_text("id,path,label\n" + "\n".join(rows) + "\n")
         for workers in args.workers:
             more = [] if workers == "none" else ["--workers", workers]
