@@ -97,6 +97,14 @@ def eval_command(
         int, typer.Option(help="bootstrap resamples for confidence intervals", rich_help_panel=_RUN)
     ] = 1000,
     seed: Annotated[int, typer.Option(help="seed of the bootstrap", rich_help_panel=_RUN)] = 0,
+    thumbnails: Annotated[
+        int,
+        typer.Option(
+            help="small JPEG thumbnails of what the model saw kept per sample, for `emovlm view` "
+            "(0: none; recognizers offer up to 4)",
+            rich_help_panel=_RUN,
+        ),
+    ] = 4,
     config: Annotated[
         Path | None,
         typer.Option(help="YAML file with any of these options (flags win)", rich_help_panel=_RUN),
@@ -234,6 +242,7 @@ def eval_command(
             ),
         ),
         stop_after_failures=stop_after_failures,
+        thumbnails=thumbnails,
     )
     _print_summary(summary)
 

@@ -37,6 +37,8 @@ from emovlm.recognizers.describers import (
 from emovlm.recognizers.settings import PickerSettings
 from emovlm.recognizers.vlm import AnswerReader, VLMRecognizer, build_backend
 from emovlm.run.cache import ResponseCache
+from emovlm.thumbnails import EXTRA_KEY as THUMBNAILS_KEY
+from emovlm.thumbnails import thumbnail_entries
 from emovlm.types import Cost, Frame, Prediction, Sample
 from emovlm.video import probe, read_frames
 
@@ -370,6 +372,14 @@ class MSCERecognizer:
             images, extra = self.classifier.view(sample, clip)
         else:
             images, extra = [f.image for f in clip.frames], {"frames_sampled": len(clip.frames)}
+        keyframes = set(plan.keyframes)
+        extra[THUMBNAILS_KEY] = thumbnail_entries(
+            [
+                (f"keyframe {f.index} · {f.time:.2f} s", image)
+                for f, image in zip(clip.frames, images, strict=True)
+                if f.index in keyframes
+            ]
+        )
         seen = {
             f.index: Frame(image, f.time, f.index)
             for f, image in zip(clip.frames, images, strict=True)

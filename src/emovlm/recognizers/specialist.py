@@ -23,6 +23,8 @@ from emovlm.faces.stream import FaceTracker, TrackedFace
 from emovlm.frames import parse_sampler
 from emovlm.labels import LabelSpace
 from emovlm.recognizers.aggregate import AGGREGATORS
+from emovlm.thumbnails import EXTRA_KEY as THUMBNAILS_KEY
+from emovlm.thumbnails import MAX_PER_SAMPLE, MAX_SIDE, evenly, thumbnail_entries
 from emovlm.train.heads import Head, load_head
 from emovlm.types import Cost, Frame, FrameResults, Prediction, Sample, Status
 from emovlm.video import probe, stream_frames
@@ -64,6 +66,7 @@ class FaceRows:
     frames_sampled: int
     gaps: list[dict[str, Any]]
     seconds: float
+    thumbnails: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def has_face(self) -> np.ndarray:
@@ -222,7 +225,14 @@ class SpecialistRecognizer:
             "track": track,
             "main": np.array([bool(face and face.main) for _, face in rows], dtype=bool),
         }
-        return _Chunk(columns, crops)
+        main = [(frame, face) for frame, face in rows if face and face.main]
+        thumbs = thumbnail_entries(
+            [
+                (f"face at {frame.time:.2f} s", crop_face(frame.image, face.face, size=MAX_SIDE))
+                for frame, face in evenly(main, MAX_PER_SAMPLE)
+            ]
+        )
+        return _Chunk(columns, crops, thumbs=thumbs)
 
     def _label_probs(self, rows: FaceRows) -> np.ndarray:
         """Label probabilities of every row: the head's from features, or the model's by name.
@@ -254,6 +264,8 @@ class SpecialistRecognizer:
             "frames_sampled": rows.frames_sampled,
             "frames_with_face": int(rows.main.sum()),
         }
+        if rows.thumbnails:
+            extra[THUMBNAILS_KEY] = rows.thumbnails
         if rows.gaps:
             extra["gaps"] = rows.gaps[:MAX_GAPS]
             extra["n_gaps"] = len(rows.gaps)
@@ -296,6 +308,7 @@ class _Chunk:
     crops: list[np.ndarray]
     outputs: np.ndarray | None = None
     seconds: float = 0.0
+    thumbs: list[dict[str, str]] = field(default_factory=list)
 
 
 class _ModelQueue:
@@ -366,6 +379,7 @@ class _Pending:
             frames_sampled=self.sampled,
             gaps=gaps,
             seconds=seconds,
+            thumbnails=evenly([t for chunk in self.chunks for t in chunk.thumbs], MAX_PER_SAMPLE),
         )
 
 

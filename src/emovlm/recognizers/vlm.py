@@ -41,6 +41,8 @@ from emovlm.recognizers.base import (
     stream_predictions,
 )
 from emovlm.run.cache import ResponseCache
+from emovlm.thumbnails import EXTRA_KEY as THUMBNAILS_KEY
+from emovlm.thumbnails import thumbnail_entries
 from emovlm.types import Clip, Cost, Prediction, Sample, Status
 from emovlm.video import probe, read_frames
 from emovlm.vocab import load_definitions
@@ -371,6 +373,12 @@ class VLMRecognizer:
         indices = self.sampler.indices(info.frame_count, info.fps) if info.frame_count > 1 else [0]
         clip = read_frames(sample.media, indices)
         images, extra = self.view(sample, clip)
+        extra[THUMBNAILS_KEY] = thumbnail_entries(
+            [
+                (f"frame {f.index} · {f.time:.2f} s", image)
+                for f, image in zip(clip.frames, images, strict=True)
+            ]
+        )
         rate = len(images) / clip.duration if clip.duration > 0 else clip.fps
         visuals = [visual_part(images, rate)]
         if self.person == "crop+full" and sample.box is not None and self.detector is None:

@@ -40,6 +40,7 @@ from emovlm.run.executors.local import LocalExecutor
 from emovlm.run.lock import RunLock
 from emovlm.run.progress import EvalProgress
 from emovlm.run.store import STORE_FILE, RunStore
+from emovlm.thumbnails import MAX_PER_SAMPLE as MAX_THUMBNAILS
 from emovlm.types import Prediction, Sample, Status
 
 STOP_AFTER_FAILURES = 32
@@ -95,6 +96,7 @@ def evaluate(
     seed: int = 0,
     executor: Executor | None = None,
     stop_after_failures: int = STOP_AFTER_FAILURES,
+    thumbnails: int = MAX_THUMBNAILS,
 ) -> RunSummary:
     """Predict every sample of `dataset` not yet in the run folder, store each one, then report.
 
@@ -109,11 +111,14 @@ def evaluate(
     TooManyFailuresError naming the most common reason. KeyboardInterrupt (and a missing
     dependency, asset or unusable backend, which no sample could get past) also stops the run;
     rows written so far are kept, and calling again with `resume=True` carries on.
+    `thumbnails` is how many thumbnails of what the model saw each row keeps (0: none).
     """
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
     if limit is not None and limit < 0:
         raise InputError(f"limit must be zero or more, got {limit}")
+    if thumbnails < 0:
+        raise InputError(f"--thumbnails must be 0 (none) or more, got {thumbnails}")
     if stop_after_failures < 0:
         raise InputError(
             f"stop after failures must be 0 (never) or more, got {stop_after_failures}"
@@ -128,7 +133,7 @@ def evaluate(
     key = config_key(config)
     run_dir = Path(run_dir)
     executor = executor or LocalExecutor()
-    with RunLock(run_dir), RunStore(run_dir) as store:
+    with RunLock(run_dir), RunStore(run_dir, thumbnails=thumbnails) as store:
         counts = store.counts(key)
         n_rows = sum(counts.values())
         if n_rows and not resume:
@@ -146,7 +151,7 @@ def evaluate(
             EvalProgress(f"{dataset.name} · {recognizer.name}", total, already, progress) as bar,
             closing(selection),
             closing(executor.stream(recognizer, selection.samples(batch_size), batch_size)) as done,
-            _GroupWriter(store.path, key, replace=retry_failed) as writer,
+            _GroupWriter(store.path, key, replace=retry_failed, thumbnails=thumbnails) as writer,
         ):
             for sample, prediction in done:
                 writer.add(prediction, sample.labels, sample.vad)
@@ -250,8 +255,9 @@ class _GroupWriter:
     at once when no further row is waiting. Leaving the block commits what is left, also on an
     error or Ctrl-C; an error of the writer is raised in the run's thread."""
 
-    def __init__(self, path: Path, key: str, *, replace: bool) -> None:
+    def __init__(self, path: Path, key: str, *, replace: bool, thumbnails: int) -> None:
         self._path, self._key, self._replace = path, key, replace
+        self._thumbnails = thumbnails
         self._queue: queue.Queue[Any] = queue.Queue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="emovlm-writer", daemon=True)
@@ -281,7 +287,7 @@ class _GroupWriter:
 
     def _run(self) -> None:
         try:
-            with RunStore(self._path) as store:
+            with RunStore(self._path, thumbnails=self._thumbnails) as store:
                 self._commit_groups(store)
         except BaseException as exc:  # handed to the run's thread
             self._error = exc
