@@ -145,6 +145,7 @@ def test_msce_keeps_its_keyframes(asset):
     assert all(c.startswith("keyframe ") for c in captions)
 
 
+@pytest.mark.slow
 def test_cli_eval_keeps_thumbnails_and_view_shares_them(asset, tmp_path):
     root = tmp_path / "faces"
     (root / "happy").mkdir(parents=True)
