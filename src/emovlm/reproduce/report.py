@@ -272,8 +272,10 @@ def _longtail_section(finished: _Finished) -> Section:
     labels = diagnosis["labels"]
     per_class = diagnosis["per_class"]
     sink = (diagnosis.get("sink") or {}).get("label")
+    present = diagnosis["classes_in_correlations"]
     rows = [
-        [label, _f(per_class[label]["f1"]), str(per_class[label]["support"]),
+        [label, _f(per_class[label]["f1"]) if label in present else "— (no gold)",
+         str(per_class[label]["support"]),
          *(f"{per_class[label]['zipf'][lang]:.2f}" for lang in LANGUAGES)]
         for label in labels
     ]  # fmt: skip
@@ -284,9 +286,9 @@ def _longtail_section(finished: _Finished) -> Section:
     ]  # fmt: skip
     figures = {
         f"f1_frequency_{lang}": labelled_scatter_png(
-            labels,
-            [per_class[label]["frequency"][lang] for label in labels],
-            [per_class[label]["f1"] for label in labels],
+            present,
+            [per_class[label]["frequency"][lang] for label in present],
+            [per_class[label]["f1"] for label in present],
             xlabel=f"{_LANGUAGE_NAMES[lang]} word frequency",
             ylabel="F1",
             title=f"Per-class F1 against {_LANGUAGE_NAMES[lang]} word frequency",
