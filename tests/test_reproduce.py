@@ -124,6 +124,8 @@ def test_missing_data_unknown_steps_and_no_server_fail_before_any_step(
         "--model", "tiny-vlm", "--base-url", server.url, "--out", out,
     )  # fmt: skip
     assert "trains a LoRA adapter, which needs a local model" in str(served_finetune.exception)
+    unused = reproduce("paper-a-dfer", "--root", dfew, "--option", "clip_model=/x", "--out", out)
+    assert "--option clip_model: no chosen step" in str(unused.exception)
     no_model = reproduce("paper-a-dfer", "--root", dfew, "--only", "zero-shot", "--out", out)
     assert "runs a VLM but no model is given" in str(no_model.exception)
     assert "--skip zero-shot" in str(no_model.exception)
