@@ -76,6 +76,10 @@ class KerasGraph(nn.Module):
         self.nodes = nn.ModuleDict(
             {layer.name: _build(layer, weights.get(layer.name, {})) for layer in layers}
         )
+        # Where each layer's output is read for the last time, so it can be let go after.
+        self._last_use = {
+            name: step for step, layer in enumerate(self.layers) for name in layer.inputs
+        }
 
     @classmethod
     def from_h5(cls, path: Path) -> KerasGraph:
@@ -83,11 +87,18 @@ class KerasGraph(nn.Module):
         return cls(*read_keras_h5(path)).eval()
 
     def forward(self, x: torch.Tensor, outputs: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Run the graph on an NCHW batch and return the named layers' outputs."""
+        """Run the graph on an NCHW batch and return the named layers' outputs.
+
+        A layer's output is dropped once its last reader has run: memory holds the live
+        activations only, not every layer's.
+        """
         values: dict[str, torch.Tensor] = {}
-        for layer in self.layers:
+        for step, layer in enumerate(self.layers):
             inputs = [values[name] for name in layer.inputs] or [x]
             values[layer.name] = self.nodes[layer.name](*inputs)
+            for name in layer.inputs:
+                if self._last_use[name] == step and name not in outputs:
+                    del values[name]
         return {name: values[name] for name in outputs}
 
 
