@@ -231,30 +231,22 @@ class TransformersVLM:
     ) -> list[VLMAnswer]:
         """Answer a batch; a failing batch is retried one request at a time so failures stay per sample."""
         started = time.perf_counter()
+        can_split = len(batch) > 1
         try:
             inputs = self.encode(loaded, batch)
             too_long = self._too_long(loaded, inputs, new_tokens)
-            if too_long and len(batch) > 1:
-                return self._split(loaded, batch, new_tokens, step)
-            if too_long:
+            if too_long and not can_split:
                 return [VLMAnswer(error=too_long[0])]
-            answers = step(inputs)
+            answers = None if too_long else step(inputs)
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-            if len(batch) > 1:
-                return self._split(loaded, batch, new_tokens, step)
-            return [VLMAnswer(error=f"model error: {type(exc).__name__}: {exc}")]
+            if not can_split:
+                return [VLMAnswer(error=f"model error: {type(exc).__name__}: {exc}")]
+            answers = None
+        if answers is None:
+            return [a for r in batch for a in self._run_batch(loaded, [r], new_tokens, step)]
         share = (time.perf_counter() - started) / len(batch)
         costs = self._costs(loaded, inputs, share)
         return [replace(a, cost=c + a.cost) for a, c in zip(answers, costs, strict=True)]
-
-    def _split(
-        self,
-        loaded: LoadedModel,
-        batch: Sequence[VLMRequest],
-        new_tokens: int,
-        step: Callable[[BatchFeature], list[VLMAnswer]],
-    ) -> list[VLMAnswer]:
-        return [a for r in batch for a in self._run_batch(loaded, [r], new_tokens, step)]
 
     def _too_long(self, loaded: LoadedModel, inputs: BatchFeature, new_tokens: int) -> list[str]:
         if loaded.context_limit is None:

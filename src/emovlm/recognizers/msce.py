@@ -172,6 +172,19 @@ class MSCERecognizer:
         self.label_space = label_space
         self.keyframes, self.per_gap, self.edges, self.stage2 = keyframes, per_gap, edges, stage2
         self.concurrency = concurrency
+        answering = {  # the settings of stage 2, whichever model answers
+            "mode": mode,
+            "prompt": prompt or "msce-classify",
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "concurrency": concurrency,
+            "device": device,
+            "dtype": dtype,
+            "cache": cache,
+            "cache_dir": cache_dir,
+            "timeout": timeout,
+            "max_retries": max_retries,
+        }
         self.classifier = (
             VLMRecognizer(
                 label_space,
@@ -182,19 +195,9 @@ class MSCERecognizer:
                 frames=f"msce:{keyframes}x{per_gap}",
                 faces=faces,
                 face_step=face_step,
-                mode=mode,
-                prompt=prompt or "msce-classify",
-                concurrency=concurrency,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
                 image_size=image_size,
                 adapter=adapter,
-                device=device,
-                dtype=dtype,
-                cache_dir=cache_dir,
-                cache=cache,
-                timeout=timeout,
-                max_retries=max_retries,
+                **answering,
                 model_revision=model_revision,
                 frames_as=frames_as,
                 rpm=rpm,
@@ -211,17 +214,7 @@ class MSCERecognizer:
                     llm_model=llm_model or DEFAULT_TEXT_LLM,
                     llm_base_url=llm_base_url,
                     llm_api_key_env=llm_api_key_env,
-                    mode=mode,  # type: ignore[arg-type]
-                    prompt=prompt or "msce-classify",
-                    max_new_tokens=max_new_tokens,
-                    temperature=temperature,
-                    concurrency=concurrency,
-                    device=device,
-                    dtype=dtype,
-                    cache=cache,
-                    cache_dir=cache_dir,
-                    timeout=timeout,
-                    max_retries=max_retries,
+                    **answering,
                 ),
             )
             if uses_llm
