@@ -9,6 +9,7 @@ import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -121,6 +122,43 @@ def trajectory_png(sample_id: str, trajectory: Mapping[str, Sequence]) -> bytes:
     axes.set_ylim(-0.02, 1.02)
     axes.set_title(f"Emotion timeline: {_plain(sample_id)}", fontsize=9)
     axes.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _png(figure)
+
+
+def timeline_png(sample_id: str, summary: pd.DataFrame, labels: Sequence[str]) -> bytes:
+    """Label probabilities over time, stacked, from one sample's binned summary (`per_second`).
+
+    Bins without a main face (no face found, or no frame decoded) are left blank and shaded
+    grey, so gaps show; binned, an hour of video stays as readable as a short clip.
+    """
+    starts = summary["start"].to_numpy(dtype=float)
+    width = float(np.median(np.diff(starts))) if len(starts) > 1 else 1.0
+    probs = summary[[f"p_{label}" for label in labels]].to_numpy(dtype=float)
+    gap = np.isnan(probs).all(axis=1)
+    figure = Figure(figsize=(7.0, 2.6))
+    axes = figure.subplots()
+    edges = np.r_[starts, starts[-1] + width] if len(starts) else np.zeros(1)
+    bottom = np.zeros(len(starts))
+    for j, label in enumerate(labels):
+        values = np.nan_to_num(probs[:, j])
+        axes.stairs(bottom + values, edges, baseline=bottom, fill=True, label=_plain(str(label)))
+        bottom = bottom + values
+    flags = np.r_[0, gap.astype(np.int8), 0]
+    changes = np.flatnonzero(np.diff(flags))
+    for first, past in zip(changes[::2], changes[1::2], strict=True):
+        axes.axvspan(edges[first], edges[past], color=_GOLD_COLOR, alpha=0.35, linewidth=0)
+    minutes = len(edges) and edges[-1] > 300
+    if minutes:
+        axes.xaxis.set_major_formatter(lambda value, _: f"{int(value // 60)}:{int(value % 60):02d}")
+    axes.set_xlabel("time (min:s)" if minutes else "time (s)")
+    axes.set_ylabel("probability")
+    axes.set_ylim(0, 1.0)
+    axes.set_xlim(edges[0], edges[-1])
+    title = f"Emotion timeline: {_plain(sample_id)}"
+    if gap.any():
+        title += " (grey: no face or no frame)"
+    axes.set_title(title, fontsize=9)
+    axes.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _png(figure)
 
 

@@ -9,13 +9,26 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
+import pandas as pd
 
 from emovlm.errors import InputError
-from emovlm.eval.plots import confusion_png, recall_frequency_png, shares_png, trajectory_png
+from emovlm.eval.plots import (
+    confusion_png,
+    recall_frequency_png,
+    shares_png,
+    timeline_png,
+    trajectory_png,
+)
+from emovlm.eval.tables import per_second
 from emovlm.types import Prediction, Status
 
 MAX_TIMELINES = 24
 """Most per-frame emotion timelines drawn in one report."""
+
+TIMELINE_BINS = 400
+"""Most bins of a per-frame timeline: an hour of video is drawn in 9-second bins."""
+
 MAX_EXAMPLES = 60
 """Most example answers listed in one report."""
 RAW_CHARS = 200
@@ -36,6 +49,7 @@ def notices(recognizer_config: Any) -> list[str]:
         return False
 
     return [SMOKE_TEST_NOTICE] if smoke(recognizer_config) else []
+
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent),
@@ -105,6 +119,7 @@ def write_report(
     n_predictions: int | None = None,
     n_timelines: int | None = None,
     warnings: Sequence[str] = (),
+    frames: pd.DataFrame | None = None,
     execution: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write metrics.json, report.md (+ figures/*.png) and a self-contained report.html to out_dir.
@@ -113,9 +128,11 @@ def write_report(
     (from `extra["trajectory"]`). For a large run, pass only the rows the report shows, in run
     order — those of `ExamplePicker.ids` and the first MAX_TIMELINES with a trajectory — and the
     run's number of predictions and of trajectories as `n_predictions` and `n_timelines`.
-    `warnings` (e.g. from `notices`) head both reports. `execution` (the recognizer's
-    `run_stats()`: effective concurrency, waits, …) is listed in an Execution section. Returns
-    the written paths by kind.
+    `warnings` (e.g. from `notices`) head both reports. `frames` is a per-frame table
+    (`eval.tables`) of the samples whose timelines are drawn first, binned so that an hour of
+    video stays readable; gaps listed in predictions' `extra["gaps"]` are reported. `execution`
+    (the recognizer's `run_stats()`: effective concurrency, waits, …) is listed in an Execution
+    section. Returns the written paths by kind.
     """
     if gold and len(gold) != len(predictions):
         raise InputError(
@@ -130,7 +147,8 @@ def write_report(
         "confusion": confusion_png(metrics),
         "recall_frequency": recall_frequency_png(metrics),
     }
-    timelines = _timelines(predictions)
+    framed = [] if frames is None else list(dict.fromkeys(frames["sample_id"].astype(str)))
+    timelines = (_frame_timelines(frames, framed) + _timelines(predictions))[:MAX_TIMELINES]
     examples = _examples(predictions, gold)
     context = {
         "title": title,
@@ -143,11 +161,12 @@ def write_report(
         "figures": {name: base64.b64encode(png).decode("ascii") for name, png in figures.items()},
         "timelines": [(sid, base64.b64encode(png).decode("ascii")) for sid, png in timelines],
         "n_timelines": (
-            sum(1 for p in predictions if _trajectory(p) is not None)
+            len(framed) + sum(1 for p in predictions if _trajectory(p) is not None)
             if n_timelines is None
             else n_timelines
         ),
         "max_timelines": MAX_TIMELINES,
+        "gaps": _gaps(predictions),
         "examples": examples,
         "n_predictions": len(predictions) if n_predictions is None else n_predictions,
         "execution": list((execution or {}).items()),
@@ -222,6 +241,36 @@ def _trajectory(prediction: Prediction) -> Mapping | None:
             '{"times": [t...], "labels": [name...], "probs": [[p per label] per time]}'
         )
     return trajectory
+
+
+def _frame_timelines(frames: pd.DataFrame | None, ids: list[str]) -> list[tuple[str, bytes]]:
+    """Timelines of the first MAX_TIMELINES samples of a per-frame table, in bins of at most
+    TIMELINE_BINS per sample (one frame's spacing for short clips)."""
+    drawn = []
+    labels = frames.emo.labels if frames is not None else []
+    for sample_id in ids[:MAX_TIMELINES]:
+        rows = frames[frames["sample_id"] == sample_id]
+        times = np.unique(rows["time"].to_numpy())
+        spacing = float(np.min(np.diff(times))) if len(times) > 1 else 1.0
+        seconds = max(float(times[-1] - times[0]) / TIMELINE_BINS, spacing)
+        drawn.append((sample_id, timeline_png(sample_id, per_second(rows, seconds), labels)))
+    return drawn
+
+
+def _gaps(predictions: Sequence[Prediction]) -> list[tuple[str, str]]:
+    """(sample, "12.0-15.3 s no face; …") for shown predictions with gaps in their results."""
+    listed = []
+    for prediction in predictions:
+        gaps = (prediction.extra or {}).get("gaps") or []
+        if gaps:
+            spans = "; ".join(
+                f"{gap['start']:.1f}-{gap['end']:.1f} s {gap['reason']}" for gap in gaps[:10]
+            )
+            more = len(gaps) if "n_gaps" not in prediction.extra else prediction.extra["n_gaps"]
+            listed.append(
+                (prediction.sample_id, spans + (f" (+{more - 10} more)" if more > 10 else ""))
+            )
+    return listed[:MAX_TIMELINES]
 
 
 def _timelines(predictions: Sequence[Prediction]) -> list[tuple[str, bytes]]:

@@ -24,6 +24,7 @@ from typing import Any
 
 from emovlm.data.base import Dataset
 from emovlm.errors import EmovlmError, InputError
+from emovlm.eval.tables import FrameTableWriter, frames_dir, read_frame_tables, sample_ids
 from emovlm.recognizers.base import Recognizer
 from emovlm.run.config import (
     CONFIG_FILE,
@@ -152,9 +153,11 @@ def evaluate(
             closing(selection),
             closing(executor.stream(recognizer, selection.samples(batch_size), batch_size)) as done,
             _GroupWriter(store.path, key, replace=retry_failed, thumbnails=thumbnails) as writer,
+            FrameTableWriter(frames_dir(run_dir, key)) as frame_tables,
         ):
             for sample, prediction in done:
                 writer.add(prediction, sample.labels, sample.vad)
+                frame_tables.add([prediction])
                 bar.advance([prediction.status])
                 streak.update([prediction])
         run_stats = getattr(recognizer, "run_stats", None)
@@ -369,7 +372,8 @@ def _with_report(
         picker.add(predictions, gold)
     metrics = columns.score(n_bootstrap, seed)
     with_trajectory, n_timelines = store.first_with(key, "trajectory", MAX_TIMELINES)
-    shown, shown_gold = store.rows_by_id(key, sorted({*picker.ids, *with_trajectory}))
+    framed, n_framed = sample_ids(frames_dir(summary.run_dir, key), MAX_TIMELINES)
+    shown, shown_gold = store.rows_by_id(key, sorted({*picker.ids, *with_trajectory, *framed}))
     out_dir = report_dir(summary.run_dir, key)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = write_report(
@@ -379,8 +383,9 @@ def _with_report(
         predictions=shown,
         gold=shown_gold,
         n_predictions=n_rows,
-        n_timelines=n_timelines,
+        n_timelines=n_timelines + n_framed,
         warnings=notices(entry["recognizer"]["config"]),
+        frames=read_frame_tables(frames_dir(summary.run_dir, key), framed),
         execution=entry.get("execution"),
     )
     return replace(summary, metrics=metrics, report_files=dict(files))
