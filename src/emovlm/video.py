@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bisect
+import ctypes
+import ctypes.util
 import functools
 import math
 import operator
@@ -107,6 +109,27 @@ def iter_frames(path: Path | str, step: int = 1, *, fps: float | None = None) ->
     )
 
 
+FRAME_MMAP_BYTES = 256 * 1024
+"""Allocations this large (decoded frames) get their own memory mappings under glibc."""
+
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+@functools.cache
+def _frames_outside_the_heap() -> None:
+    """Make glibc map frame-sized allocations on their own, and unmap them when freed.
+
+    By default glibc raises its mmap threshold after the first large free, so later frames come
+    from the heap, which fragments and grows with a long video's length. Without glibc
+    (macOS, musl) nothing changes.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, FRAME_MMAP_BYTES)
+    except (OSError, AttributeError):
+        pass
+
+
 def stream_frames(
     path: Path | str, indices: Sequence[int], *, fps: float | None = None
 ) -> Iterator[Frame]:
@@ -116,6 +139,7 @@ def stream_frames(
     call; a frame that does not decode (a truncated file) raises MediaError while iterating,
     after every frame before it that did.
     """
+    _frames_outside_the_heap()
     path = Path(path)
     rate = _still_fps(fps)
     kind = _media_kind(path)

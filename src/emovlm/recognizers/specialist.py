@@ -29,7 +29,7 @@ from emovlm.train.heads import Head, load_head
 from emovlm.types import Cost, Frame, FrameResults, Prediction, Sample, Status
 from emovlm.video import probe, stream_frames
 
-CHUNK_FRAMES = 128
+CHUNK_FRAMES = 64
 """Sampled frames decoded, tracked, cropped and classified together; nothing more is held."""
 
 MAX_GAPS = 100
