@@ -98,6 +98,12 @@ def answers(run_dir: Path) -> list[tuple[Any, ...]]:
     return sorted((p.sample_id, p.labels, p.status, p.raw, p.reason) for p in predictions)
 
 
+def results(report: Path) -> str:
+    """A report file without its Execution section (how the last run went: the requests a
+    resumed run sends are fewer)."""
+    return report.read_text().split("\n## Execution")[0]
+
+
 def children_of(pid: int) -> list[int]:
     """Ids of the live processes whose parent is `pid` (from /proc)."""
     children = []
@@ -142,7 +148,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(
     assert resumed.exit_code == 0, resumed.output
     assert answers(run_dir) == answers(reference)
     for name in ("metrics.json", "report.md"):
-        assert (run_dir / name).read_text() == (reference / name).read_text()
+        assert results(run_dir / name) == results(reference / name)
 
 
 @pytest.mark.slow
