@@ -81,6 +81,18 @@ def grouped_nms_torch(
     return order[kept_sorted[torch.argsort(kept_sorted)]]
 
 
+def _in_sized_batch(net: torch.nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """`net`'s outputs for `batch`, run padded with zero rows to the next power of two.
+
+    oneDNN builds kernels for each new input shape, and R-Net and O-Net see a different
+    number of candidates on every call; a few batch sizes let the kernels be reused.
+    """
+    size = 1 << max(0, len(batch) - 1).bit_length()
+    padding = batch.new_zeros((size - len(batch), *batch.shape[1:]))
+    padded = torch.cat([batch, padding]).contiguous(memory_format=torch.channels_last)
+    return tuple(output[: len(batch)] for output in net(padded))
+
+
 def _normalise(batch: torch.Tensor, device: str) -> torch.Tensor:
     """(N, 3, H, W) RGB values in [0, 255] → channels-last floats in [-1, 1) on `device`."""
     batch = batch.to(device).float().contiguous(memory_format=torch.channels_last)
@@ -257,7 +269,7 @@ class MTCNNDetector:
         candidates = candidates.snapped()
         if not len(candidates.scores):
             return candidates
-        probability, offsets = self.rnet(self._crops(images, candidates, 24))
+        probability, offsets = _in_sized_batch(self.rnet, self._crops(images, candidates, 24))
         passed = probability.cpu().numpy() >= self.thresholds[1]
         candidates = replace(candidates.take(passed), scores=_numpy(probability)[passed])
         offsets = _numpy(offsets)[passed]
@@ -271,7 +283,9 @@ class MTCNNDetector:
         candidates = candidates.snapped()
         if not len(candidates.scores):
             return faces
-        probability, offsets, points = self.onet(self._crops(images, candidates, 48))
+        probability, offsets, points = _in_sized_batch(
+            self.onet, self._crops(images, candidates, 48)
+        )
         passed = probability.cpu().numpy() >= self.thresholds[2]
         candidates = replace(candidates.take(passed), scores=_numpy(probability)[passed])
         offsets, points = _numpy(offsets)[passed], _numpy(points)[passed]

@@ -51,12 +51,12 @@ class PortedExpressionModel(ABC):
                     _checked(face, start + i)
                     for i, face in enumerate(faces[start : start + self.batch_size])
                 ]
-                inputs = self._preprocess(batch).to(self.device)
+                inputs = padded_batch(self._preprocess(batch).to(self.device))
                 features, probabilities = self._network_outputs(
                     inputs.contiguous(memory_format=torch.channels_last)
                 )
                 chosen = features if want_features else probabilities
-                chunks.append(chosen.float().cpu().numpy())
+                chunks.append(chosen[: len(batch)].float().cpu().numpy())
         return np.concatenate(chunks)
 
     @abstractmethod
@@ -66,6 +66,18 @@ class PortedExpressionModel(ABC):
     @abstractmethod
     def _network_outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(penultimate features, class probabilities in `classes` order) for one input batch."""
+
+
+def padded_batch(batch: torch.Tensor) -> torch.Tensor:
+    """The batch padded with zero rows to the next power of two.
+
+    oneDNN builds kernels for every new input shape (about 0.1 s per shape for a small network
+    on CPU); with a handful of batch sizes, calls of any size reuse them.
+    """
+    size = 1 << max(0, len(batch) - 1).bit_length()
+    if size == len(batch):
+        return batch
+    return torch.cat([batch, batch.new_zeros((size - len(batch), *batch.shape[1:]))])
 
 
 def frozen_parameter(array: np.ndarray) -> nn.Parameter:
