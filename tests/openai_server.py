@@ -220,6 +220,7 @@ class FakeOpenAIServer:
         self.outcomes: list[int] = []
         """Per chat request in arrival order: 429 if turned away as busy, else 200 (admitted)."""
         self.answered = 0
+        self.stopped = False
         """Chat requests answered with a completion (the response fully sent)."""
         self.release = threading.Event()
         """Set it to let requests held by `Behaviour.hold_from` go on."""
@@ -247,7 +248,9 @@ class FakeOpenAIServer:
         self.stop()
 
     def stop(self) -> None:
-        """Stop serving and free the port."""
+        """Stop serving and free the port; kept-alive connections are dropped at their next
+        request, as when a server process goes away."""
+        self.stopped = True
         self._timer.cancel()
         self._httpd.shutdown()
         self._httpd.server_close()
@@ -327,6 +330,10 @@ class FakeOpenAIServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)
+                if server.stopped:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 if not self._authorised():
                     return
                 if self.path.rstrip("/") != "/v1/chat/completions":

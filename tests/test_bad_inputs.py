@@ -164,7 +164,7 @@ def test_every_bad_medium_becomes_a_row_with_its_reason(
     with RunStore(run_dir) as store:
         (key,) = store.keys()
         predictions = {p.sample_id: p for p in store.rows(key)[0]}
-    assert list(predictions) == [row["id"] for row in rows]  # none dropped, in order
+    assert sorted(predictions) == sorted(row["id"] for row in rows)  # none dropped
     for sample_id, (status, reason) in EXPECTED.items():
         p = predictions[sample_id]
         assert (p.status, reason in p.reason) == (status, True), (sample_id, p.reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import queue
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from emovlm.backends.cache import ResponseCache
 from emovlm.backends.cached import CachedVLM
 from emovlm.backends.images import crop_box, draw_box, fit_within
 from emovlm.backends.loop import LoopThread
@@ -40,7 +42,6 @@ from emovlm.recognizers.base import (
     prepare_each,
     stream_predictions,
 )
-from emovlm.run.cache import ResponseCache
 from emovlm.thumbnails import EXTRA_KEY as THUMBNAILS_KEY
 from emovlm.thumbnails import thumbnail_entries
 from emovlm.types import Clip, Cost, Prediction, Sample, Status
@@ -53,6 +54,7 @@ PERSON_VIEWS: tuple[PersonView, ...] = ("box", "crop", "crop+full")
 
 PREPARE_THREADS = 4
 """Threads that decode media, hash requests and read and write the cache while a server works."""
+_DETECTING = threading.Lock()
 
 
 @dataclass
@@ -335,7 +337,9 @@ class VLMRecognizer:
         """One sample: prepared on `pool`, answered (or read from the cache), parsed."""
         started = time.perf_counter()
         try:
-            item = await asyncio.get_running_loop().run_in_executor(pool, self._prepare, sample)
+            item = await asyncio.get_running_loop().run_in_executor(
+                pool, self._prepare_in_pool, sample
+            )
             labels = self.label_space.labels if self.mode == "score" else None
             answer = await self.vlm.answer(
                 client, self.mode, item.request, self.settings, labels, pool
@@ -350,6 +354,13 @@ class VLMRecognizer:
             raise
         except Exception as exc:
             return failure(sample, exc, started)
+
+    def _prepare_in_pool(self, sample: Sample) -> _Prepared:
+        """`_prepare` on a pool thread; face detection (OpenCV's is not thread-safe) one at a time."""
+        if self.detector is None:
+            return self._prepare(sample)
+        with _DETECTING:
+            return self._prepare(sample)
 
     def _predict_chunk(self, samples: Sequence[Sample]) -> list[Prediction]:
         results, prepared = prepare_each(samples, self._prepare)
