@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emovlm.backends.cache import ResponseCache, request_key
 from emovlm.backends.cached import CachedVLM
 from emovlm.backends.openai_vlm import OpenAIVLM
 from emovlm.backends.vlm import GenerationSettings, VideoInput, VLMAnswer, VLMRequest
-from emovlm.run.cache import ResponseCache, request_key
 from emovlm.types import Cost
 from openai_server import Behaviour, FakeOpenAIServer, Fault
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from emovlm.backends.expression.heads import build_head, load_head
 from emovlm.data.base import open_dataset
 from emovlm.errors import InputError
 from emovlm.labels import get_label_space
 from emovlm.train.features import FrameFeatures
 from emovlm.train.finetune_specialist import FaceSettings, finetune_specialist
 from emovlm.train.finetune_vlm import VLMSettings, finetune_vlm
-from emovlm.train.heads import build_head, load_head
 from emovlm.train.lora import LoraSettings
 from emovlm.train.specialist import HeadSettings, train_head
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emovlm.backends.expression.heads import load_head
 from emovlm.data.base import open_dataset
 from emovlm.labels import get_label_space
 from emovlm.recognizers.specialist import SpecialistRecognizer
 from emovlm.train.features import ExtractedFeatures, FeatureExtractor
-from emovlm.train.heads import load_head
 from emovlm.train.specialist import HeadSettings, train_head
 from emovlm.types import Sample
 from test_train_faceset import TEST_SIZE, TRAIN_SIZES, FaceSet, build_face_set

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
+from emovlm.backends.cache import ResponseCache, request_key
 from emovlm.backends.vlm import VLM, GenerationSettings, Mode, VLMAnswer, VLMRequest
-from emovlm.run.cache import ResponseCache, request_key
 
 
 class CachedVLM:

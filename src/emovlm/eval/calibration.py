@@ -30,7 +30,7 @@ from emovlm.labels import LabelSpace
 from emovlm.types import Prediction, Sample, Status
 
 if TYPE_CHECKING:
-    from emovlm.recognizers.base import Recognizer
+    from emovlm.protocols import Recognizer
 
 METHODS = ("contextual", "batch")
 """Calibration methods: prior from content-free inputs, or from the run's own scores."""

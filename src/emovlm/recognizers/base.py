@@ -1,16 +1,16 @@
-"""The Recognizer protocol, streamed prediction with per-sample failures, and the registry."""
+"""Streamed prediction with per-sample failures, and the registry."""
 
 from __future__ import annotations
 
 import itertools
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 from emovlm.errors import BackendError, MediaError, MissingAssetError, MissingDependencyError
-from emovlm.labels import LabelSpace
+from emovlm.protocols import Recognizer
 from emovlm.registry import Registry
 from emovlm.types import Cost, Prediction, Sample
 
@@ -19,29 +19,6 @@ T = TypeVar("T")
 SETUP_ERRORS = (MissingDependencyError, MissingAssetError, BackendError)
 """Errors about the installation, not the sample: they stop the run with their fix instead of
 failing every sample in turn."""
-
-
-class Recognizer(Protocol):
-    """Turns samples into predictions in one label space.
-
-    `predict` returns one Prediction per sample, in order; a sample whose media cannot be read
-    gives a failed Prediction with the reason instead of raising. A recognizer may also have
-    `stream(samples) -> Iterator[Prediction]`, yielding each prediction as soon as it is done
-    (in any order; `sample_id` says whose); `stream_of` picks it, else feeds `predict`
-    micro-batches. An optional `run_stats() -> Mapping` reports how the run went (recorded with
-    the run's configuration and shown in the report).
-    """
-
-    name: str
-    label_space: LabelSpace
-
-    def predict(self, samples: Sequence[Sample]) -> list[Prediction]:
-        """Predict a batch of samples."""
-        ...
-
-    def config(self) -> Mapping[str, Any]:
-        """The settings that determine this recognizer's answers (stored with each run)."""
-        ...
 
 
 def predict_batch(recognizer: Recognizer, batch: Sequence[Sample]) -> list[Prediction]:

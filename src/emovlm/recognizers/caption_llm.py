@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from emovlm.backends.cache import ResponseCache
 from emovlm.backends.cached import CachedVLM
 from emovlm.backends.text_llm import build_text_llm
 from emovlm.backends.vlm import GenerationSettings, VLMAnswer, VLMRequest
@@ -22,7 +23,6 @@ from emovlm.labels import LabelSpace
 from emovlm.prompts import PromptTemplate, load_prompt
 from emovlm.recognizers.settings import PickerSettings, with_settings
 from emovlm.recognizers.vlm import AnswerReader, PersonView, VLMRecognizer
-from emovlm.run.cache import ResponseCache
 from emovlm.types import Cost, Prediction, Sample, Status
 from emovlm.vocab import load_definitions
 

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from emovlm.backends.cache import ResponseCache
 from emovlm.backends.cached import CachedVLM
 from emovlm.backends.text_llm import DEFAULT_TEXT_LLM, build_text_llm
 from emovlm.backends.vlm import GenerationSettings, VLMRequest
 from emovlm.errors import InputError
 from emovlm.labels import Extract, LabelSpace
 from emovlm.prompts import load_prompt
-from emovlm.run.cache import ResponseCache
 from emovlm.types import Prediction, Status
 
 JUDGE_PROMPT = "judge-answer"

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from emovlm.backends.cache import ResponseCache
 from emovlm.backends.cached import CachedVLM
 from emovlm.backends.settings import DEFAULT_TEXT_LLM
 from emovlm.backends.vlm import VLMAnswer, VLMRequest
@@ -36,7 +37,6 @@ from emovlm.recognizers.describers import (
 )
 from emovlm.recognizers.settings import PickerSettings
 from emovlm.recognizers.vlm import AnswerReader, VLMRecognizer, build_backend
-from emovlm.run.cache import ResponseCache
 from emovlm.thumbnails import EXTRA_KEY as THUMBNAILS_KEY
 from emovlm.thumbnails import thumbnail_entries
 from emovlm.types import Cost, Frame, Prediction, Sample

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from emovlm.backends.base import EXPRESSION_MODELS, ExpressionModel
+from emovlm.backends.expression.heads import Head, load_head
 from emovlm.errors import InputError, MediaError
 from emovlm.faces.crop import crop_face
 from emovlm.faces.registry import get_face_detector
@@ -25,7 +26,6 @@ from emovlm.labels import LabelSpace
 from emovlm.recognizers.aggregate import AGGREGATORS
 from emovlm.thumbnails import EXTRA_KEY as THUMBNAILS_KEY
 from emovlm.thumbnails import MAX_PER_SAMPLE, MAX_SIDE, evenly, thumbnail_entries
-from emovlm.train.heads import Head, load_head
 from emovlm.types import Cost, Frame, FrameResults, Prediction, Sample, Status
 from emovlm.video import probe, stream_frames
 

@@ -7,11 +7,11 @@ from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
+from emovlm.backends.expression.heads import load_head
 from emovlm.data.base import Dataset
 from emovlm.errors import InputError
 from emovlm.recognizers.specialist import SpecialistRecognizer
 from emovlm.train.features import FeatureExtractor
-from emovlm.train.heads import load_head
 from emovlm.train.runfolder import (
     FinetuneSummary,
     choose_training_samples,

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from emovlm.backends.expression.heads import HEAD_KINDS, Head, build_head, clip_probabilities
 from emovlm.errors import InputError
 from emovlm.labels import LabelSpace
 from emovlm.train.features import FrameFeatures
-from emovlm.train.heads import HEAD_KINDS, Head, build_head, clip_probabilities
 from emovlm.train.progress import TrainingProgress
 from emovlm.train.samplers import SAMPLERS, make_sampler
 from emovlm.train.trainset import check_classes, label_counts
