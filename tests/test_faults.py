@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -149,7 +150,11 @@ def test_a_server_that_goes_away_stops_the_run_early_and_resume_finishes(tmp_pat
             run(StopsServerAt(data, server, at=16), url, report=False)
     message = str(stopped.value)
     assert "stopped after 32 samples in a row failed (the last: s04" in message  # s043–s047
-    assert f"32 of them: cannot reach {url} (model 'tiny-vlm')" in message
+    # requests in flight when it went away (at most the 4 of --concurrency) may fail otherwise
+    reached = re.search(
+        rf"(\d+) of them: cannot reach {re.escape(url)} \(model 'tiny-vlm'\)", message
+    )
+    assert reached and 28 <= int(reached.group(1)) <= 32
     assert "--resume --retry-failed" in message
     rows = stored(tmp_path / "run")
     answered = sum(p.status is Status.OK for p in rows)

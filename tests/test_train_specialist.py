@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,6 @@ class Prepared:
     cache: Path
     train: ExtractedFeatures
     test: ExtractedFeatures
-    extract_seconds: float
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +40,9 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, asset: Callable[[str], Pa
     face_set = build_face_set(folder / "media", asset)
     cache = folder / "features"
     extractor = FeatureExtractor(DFEW, cache_folder=cache)
-    started = time.perf_counter()
     train = extractor.extract(_split(face_set, "train"))
     test = extractor.extract(_split(face_set, "test"))
-    return Prepared(face_set, cache, train, test, time.perf_counter() - started)
+    return Prepared(face_set, cache, train, test)
 
 
 def _split(face_set: FaceSet, split: str) -> list[Sample]:
@@ -83,12 +80,9 @@ def test_features_are_extracted_once_then_read_from_the_cache(prepared: Prepared
     assert not prepared.train.failed and not prepared.test.failed
     assert len(prepared.train.features) == sum(TRAIN_SIZES.values())  # 53 training images
     assert prepared.train.features[0].features.shape == (1, 128)  # one frame, fer-xception's D
-    assert prepared.extract_seconds < 120  # CPU: about 5 s for 77 images on 2 shared cores
     again = FeatureExtractor(DFEW, cache_folder=prepared.cache)
-    started = time.perf_counter()
     cached = again.extract(prepared.train.samples)
     assert cached.n_from_cache == len(prepared.train.samples)
-    assert time.perf_counter() - started < prepared.extract_seconds / 3
     for a, b in zip(cached.features, prepared.train.features, strict=True):
         assert np.array_equal(a.features, b.features)
 
@@ -238,7 +232,7 @@ def test_a_temporal_head_trains_on_clips_and_reads_their_frame_order(
     path = temporal.head.save(tmp_path / "temporal.pt")
     test = _split(clips, "test")
     predictions = SpecialistRecognizer(DFEW, head=str(path)).predict(test)
-    assert all(len(p.extra["trajectory"]["probs"]) == 4 for p in predictions)
+    assert all(int(p.frames.main.sum()) == 4 for p in predictions)
     accuracy = np.mean([p.top == s.labels[0] for p, s in zip(predictions, test, strict=True)])
     assert accuracy > 0.5  # 3 classes; measured 11 of 12
 

@@ -123,7 +123,7 @@ _EMOTIC = {
     "anger": _ANGER,
     "annoyance": ("annoyed", "irritated", "irritation", "frustrated", "frustration"),
     "anticipation": ("anticipating", "expectant", "expectation"),
-    "aversion": ("averse", "dislike", *_DISGUST),
+    "aversion": ("averse", "dislike"),
     "confidence": ("confident", "self-assured"),
     "disapproval": ("disapproving", "disapprove"),
     "disconnection": (

@@ -201,12 +201,12 @@ class SpecialistRecognizer:
         try:
             for chunk in _chunks(frames, CHUNK_FRAMES):
                 pending.sampled += len(chunk)
-                pending.chunks.append(queue.add(self._rows(tracker.feed(chunk))))
+                pending.add(queue.add(self._rows(tracker.feed(chunk))))
         except MediaError as exc:
             if not pending.sampled:
                 raise
             pending.broken = (info.duration, f"not decoded: {exc}")
-        pending.chunks.append(queue.add(self._rows(tracker.finish())))
+        pending.add(queue.add(self._rows(tracker.finish())))
         pending.seconds = time.perf_counter() - started
         return pending
 
@@ -354,6 +354,15 @@ class _Pending:
     sampled: int = 0
     broken: tuple[float, str] | None = None
     seconds: float = 0.0
+    thumbs: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, chunk: _Chunk) -> None:
+        """Keep a chunk, moving its thumbnails into a list thinned so it stays bounded."""
+        self.chunks.append(chunk)
+        self.thumbs.extend(chunk.thumbs)
+        chunk.thumbs = []
+        if len(self.thumbs) > 4 * MAX_PER_SAMPLE:
+            self.thumbs = evenly(self.thumbs, 2 * MAX_PER_SAMPLE)
 
     def rows(self) -> FaceRows | _Failure:
         """The sample's rows, or why it has none (no face in any frame)."""
@@ -379,7 +388,7 @@ class _Pending:
             frames_sampled=self.sampled,
             gaps=gaps,
             seconds=seconds,
-            thumbnails=evenly([t for chunk in self.chunks for t in chunk.thumbs], MAX_PER_SAMPLE),
+            thumbnails=evenly(self.thumbs, MAX_PER_SAMPLE),
         )
 
 
