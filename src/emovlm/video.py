@@ -11,7 +11,7 @@ import operator
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -109,25 +109,31 @@ def iter_frames(path: Path | str, step: int = 1, *, fps: float | None = None) ->
     )
 
 
-FRAME_MMAP_BYTES = 256 * 1024
-"""Allocations this large (decoded frames) get their own memory mappings under glibc."""
-
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+TRIM_EVERY_FRAMES = 128
+"""A streamed video hands the heap's free memory back to the system every this many frames."""
 
 
 @functools.cache
-def _frames_outside_the_heap() -> None:
-    """Make glibc map frame-sized allocations on their own, and unmap them when freed.
-
-    By default glibc raises its mmap threshold after the first large free, so later frames come
-    from the heap, which fragments and grows with a long video's length. Without glibc
-    (macOS, musl) nothing changes.
-    """
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None without glibc (macOS, musl)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, FRAME_MMAP_BYTES)
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        pass
+        return None
+
+
+def _trimmed(frames: Iterator[Frame]) -> Iterator[Frame]:
+    """The frames, giving freed heap memory back every TRIM_EVERY_FRAMES frames.
+
+    Decoded frames are freed in another order than they were made, so glibc's heap fragments
+    and grows with a long video's length; trimming keeps it flat. (Mapping every frame on its
+    own instead halves the pipeline's speed: every large tensor then faults its pages in anew.)
+    """
+    trim = _malloc_trim()
+    for count, frame in enumerate(frames, 1):
+        yield frame
+        if trim is not None and count % TRIM_EVERY_FRAMES == 0:
+            trim(0)
 
 
 def stream_frames(
@@ -139,7 +145,6 @@ def stream_frames(
     call; a frame that does not decode (a truncated file) raises MediaError while iterating,
     after every frame before it that did.
     """
-    _frames_outside_the_heap()
     path = Path(path)
     rate = _still_fps(fps)
     kind = _media_kind(path)
@@ -147,10 +152,10 @@ def stream_frames(
     if wanted and wanted[0] < 0:
         raise InputError(f"{path}: frame index {wanted[0]} is negative; indices start at 0.")
     if kind == "video":
-        return _stream_video(path, wanted)
+        return _trimmed(_stream_video(path, wanted))
     files = _still_files(path, kind)
     _check_indices_exist(path, wanted, len(files))
-    return (Frame(load_image(files[index]), index / rate, index) for index in wanted)
+    return _trimmed(Frame(load_image(files[index]), index / rate, index) for index in wanted)
 
 
 def load_image(path: Path | str) -> np.ndarray:
