@@ -264,3 +264,11 @@ def test_the_class_balanced_lora_step_trains_a_local_vlm_and_reports_recall(
     assert "## Class-balanced LoRA" in report
     assert "| class | train n | test n | recall base | recall adapter |" in report
     assert "| happy | 2 | 2 |" in report
+
+
+def test_dataset_flag_runs_a_recipe_on_another_dataset(dfew: Path) -> None:
+    on_mafw = reproduce(
+        "paper-a-dfer", "--dataset", "mafw", "--root", dfew, "--dry-run", "--only", "fps"
+    )  # fmt: skip
+    assert "paper-a-dfer.yaml:10: cannot open mafw test under" in str(on_mafw.exception)
+    assert "set_1/test.txt" in str(on_mafw.exception)  # MAFW's own layout, fold 1

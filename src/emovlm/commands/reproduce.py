@@ -27,6 +27,13 @@ def reproduce_command(
         typer.Argument(help="a shipped recipe (paper-a-dfer, paper-b-emotic) or a recipe file"),
     ],
     root: Annotated[Path, typer.Option(help="dataset root folder (as the recipe's dataset)")],
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="run the recipe on another dataset of the same kind, e.g. mafw for paper-a-dfer "
+            "(its split and fold stay the recipe's)"
+        ),
+    ] = None,
     backend: Annotated[
         str | None, typer.Option(help="VLM backend of the VLM steps: openai | transformers")
     ] = None,
@@ -79,12 +86,15 @@ def reproduce_command(
           --base-url http://127.0.0.1:8000/v1 --model Qwen2.5-VL-7B-Instruct --dry-run
       emovlm reproduce paper-a-dfer --root /data/DFEW ... --skip fps,msce
       emovlm reproduce paper-b-emotic --root /data/EMOTIC ... --option clip_model=/models/clip
+      emovlm reproduce paper-a-dfer --dataset mafw --root /data/MAFW ...
       emovlm reproduce my-recipe.yaml --root /data/MAFW ...
     """
     from emovlm.reproduce.plan import Target, choose_steps, make_plan
     from emovlm.reproduce.recipe import load_recipe
 
     loaded = load_recipe(recipe)
+    if dataset is not None:
+        loaded = replace(loaded, dataset={**loaded.dataset, "name": dataset})
     if bootstrap is not None:
         loaded = replace(loaded, bootstrap=bootstrap)
     steps = choose_steps(loaded, _listed(only), _listed(skip))
@@ -96,7 +106,7 @@ def reproduce_command(
         options=parse_pairs(option, "--option"),
         batch_size=batch_size,
     )
-    folder = out or Path(f"runs/reproduce-{loaded.name}")
+    folder = out or Path(f"runs/reproduce-{loaded.name}" + (f"-{dataset}" if dataset else ""))
     plan = make_plan(loaded, target, folder, steps, reach_model=not dry_run)
     console = Console()
     if dry_run:
