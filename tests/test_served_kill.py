@@ -72,11 +72,14 @@ def cached_answers(cache: Path) -> int:
 
 
 def stored(run_dir: Path) -> tuple[int, int]:
-    """Rows and distinct sample ids in a run folder's store."""
-    with sqlite3.connect(run_dir / "store.sqlite") as conn:
-        return conn.execute(
-            "SELECT COUNT(*), COUNT(DISTINCT sample_id) FROM predictions"
-        ).fetchone()
+    """Rows and distinct sample ids in a run folder's store ((0, 0) before its table exists)."""
+    try:
+        with sqlite3.connect(run_dir / "store.sqlite", timeout=5) as conn:
+            return conn.execute(
+                "SELECT COUNT(*), COUNT(DISTINCT sample_id) FROM predictions"
+            ).fetchone()
+    except sqlite3.OperationalError:
+        return 0, 0
 
 
 def wait_for(process: subprocess.Popen[bytes], moment: Callable[[], bool]) -> None:
