@@ -11,7 +11,20 @@ PACKAGE = Path(emovlm.__file__).parent
 
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"types", "errors"}),
-    frozenset({"labels", "answers", "assets", "video", "frames", "prompts", "vocab", "registry", "demo", "protocols"}),
+    frozenset(
+        {
+            "labels",
+            "answers",
+            "assets",
+            "video",
+            "frames",
+            "prompts",
+            "vocab",
+            "registry",
+            "demo",
+            "protocols",
+        }
+    ),
     frozenset({"thumbnails"}),
     frozenset({"eval", "data", "faces", "backends"}),
     frozenset({"recognizers"}),
@@ -75,7 +88,9 @@ def _imports(path: Path, module: str) -> set[str]:
             if target.startswith("emovlm."):
                 found.add(target)
             elif target == "emovlm":
-                found.update(f"emovlm.{a.name}" if _is_module(a.name) else target for a in node.names)
+                found.update(
+                    f"emovlm.{a.name}" if _is_module(a.name) else target for a in node.names
+                )
     return found
 
 

@@ -257,7 +257,9 @@ def curves_png(
     figure = Figure(figsize=(6.0, 4.0))
     axes = figure.subplots()
     for name, (x, y) in series.items():
-        axes.plot(np.asarray(x, dtype=float), np.asarray(y, dtype=float), marker="o", label=_plain(name))
+        axes.plot(
+            np.asarray(x, dtype=float), np.asarray(y, dtype=float), marker="o", label=_plain(name)
+        )
     axes.set_xlabel(_plain(xlabel))
     axes.set_ylabel(_plain(ylabel))
     axes.set_ylim(0.0, 1.02)
