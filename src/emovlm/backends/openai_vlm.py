@@ -513,10 +513,7 @@ class OpenAIVLM:
         try:
             return await self._create(client, messages, body, [0]), None
         except openai.APIConnectionError as exc:
-            raise BackendError(
-                f"cannot reach {where} ({self._redact(_server_message(exc))}); start the "
-                "server or fix --base-url"
-            ) from None
+            raise self._unreachable(exc, where) from None
         except (openai.AuthenticationError, openai.PermissionDeniedError):
             raise BackendError(self._key_message(where)) from None
         except openai.NotFoundError:
@@ -564,6 +561,13 @@ class OpenAIVLM:
         )
         return False
 
+    def _unreachable(self, exc: openai.APIConnectionError, where: str) -> BackendError:
+        """The error for a server that cannot be reached, with the fix."""
+        return BackendError(
+            f"cannot reach {where} ({self._redact(_server_message(exc))}); start the server "
+            "or fix --base-url"
+        )
+
     def _key_message(self, where: str) -> str:
         state = "is not set" if self.api_key_env not in os.environ else "was rejected"
         return f"{where} refused the request: the API key in ${self.api_key_env} {state}; set it"
@@ -573,10 +577,7 @@ class OpenAIVLM:
         try:
             page = await client.models.list()
         except openai.APIConnectionError as exc:
-            raise BackendError(
-                f"cannot reach {where} ({self._redact(_server_message(exc))}); start the server "
-                "or fix --base-url"
-            ) from None
+            raise self._unreachable(exc, where) from None
         except (openai.AuthenticationError, openai.PermissionDeniedError):
             raise BackendError(self._key_message(where)) from None
         except openai.APIError:
