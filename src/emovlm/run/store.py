@@ -82,8 +82,9 @@ _INSERT = f"INSERT INTO predictions ({', '.join(_COLUMNS)}) VALUES ({_PLACEHOLDE
 _READ_COLUMNS = ", ".join(_COLUMNS[1 : _COLUMNS.index("finished")])
 _CHUNK_COLUMNS = (
     "sample_id, gold, labels, {scores}, CASE WHEN status = 'ok' THEN '' ELSE raw END, status, "
-    "reason, json_object({extras}), gold_valence, gold_arousal, gold_dominance"
+    "reason, 0, 0, 0, 0, 0.0, json_object({extras}), gold_valence, gold_arousal, gold_dominance"
 )
+"""The columns `RunStore.chunks` reads: those of `_from_row` (with no cost), then the gold VAD."""
 _UPDATED = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[2:])
 _IGNORE_EXISTING = f"{_INSERT} ON CONFLICT (config_key, sample_id) DO NOTHING"
 _REPLACE_EXISTING = f"{_INSERT} ON CONFLICT (config_key, sample_id) DO UPDATE SET {_UPDATED}"
@@ -283,20 +284,12 @@ class RunStore:
         )
         while rows := cursor.fetchmany(size or CHUNK_ROWS):
             predictions, gold, vads = [], [], []
-            for sample_id, gold_json, labels, score_json, raw, status, reason, extra, *g in rows:
-                predictions.append(
-                    Prediction(
-                        sample_id=sample_id,
-                        labels=tuple(json.loads(labels)),
-                        scores=None if score_json is None else json.loads(score_json),
-                        raw=raw,
-                        status=Status(status),
-                        reason=reason,
-                        extra={k: v for k, v in json.loads(extra).items() if v is not None},
-                    )
-                )
-                gold.append(tuple(json.loads(gold_json)))
-                vads.append(None if None in g else (g[0], g[1], g[2]))
+            for *row, valence, arousal, dominance in rows:
+                prediction, labels = _from_row(row, null_extras=False)
+                predictions.append(prediction)
+                gold.append(labels)
+                vad = (valence, arousal, dominance)
+                vads.append(None if None in vad else vad)
             yield predictions, gold, vads
 
     def first_with(self, key: str, name: str, limit: int) -> tuple[list[str], int]:
@@ -363,9 +356,15 @@ def _to_row(
     )
 
 
-def _from_row(row: Sequence[Any]) -> tuple[Prediction, tuple[str, ...]]:
-    """The prediction and gold labels stored in one row (columns sample_id … extra)."""
-    (sample_id, gold, labels, scores, raw, status, reason, *cost, extra) = row
+def _from_row(
+    row: Sequence[Any], *, null_extras: bool = True
+) -> tuple[Prediction, tuple[str, ...]]:
+    """The prediction and gold labels stored in one row (columns sample_id … extra); entries of
+    `extra` whose value is null are left out unless `null_extras`."""
+    (sample_id, gold, labels, scores, raw, status, reason, *cost, extra_json) = row
+    extra = json.loads(extra_json)
+    if not null_extras:
+        extra = {k: v for k, v in extra.items() if v is not None}
     prediction = Prediction(
         sample_id=sample_id,
         labels=tuple(json.loads(labels)),
@@ -374,7 +373,7 @@ def _from_row(row: Sequence[Any]) -> tuple[Prediction, tuple[str, ...]]:
         status=Status(status),
         reason=reason,
         cost=Cost(*cost),
-        extra=json.loads(extra),
+        extra=extra,
     )
     return prediction, tuple(json.loads(gold))
 
