@@ -1,4 +1,4 @@
-"""Recognizer options shared by `predict` and `eval`, declared once and added to both commands."""
+"""Recognizer options of `predict`, `eval`, `sweep` and `calibrate`, made from the settings classes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable, Mapping
+from dataclasses import fields
 from typing import Annotated, Any
 
 import typer
@@ -14,152 +15,44 @@ from rich.markup import escape
 from emovlm.errors import InputError
 from emovlm.labels import LabelSpace
 from emovlm.recognizers.base import RECOGNIZERS, Recognizer
-from emovlm.recognizers.settings import refuse_idle_flags
+from emovlm.recognizers.settings import GROUPS, RECOGNIZER_SETTINGS, owner, refuse_idle_flags
 
-_PANEL = "Recognizer options (each applies to the recognizers named)"
-OPTIONS: dict[str, tuple[type, str]] = {
-    "model": (
-        str,
-        "specialist: expression model (fer-xception | faceapi); vlm: model folder, id or served name",
-    ),
-    "faces": (
-        str,
-        "face detector: mtcnn | haar | none (media already face crops) [specialist, vlm]",
-    ),
-    "face_step": (int, "detect faces every N-th frame and track in between [specialist, vlm]"),
-    "min_face": (
-        float,
-        "smallest face to find, as a share of the frame's shorter side (mtcnn) [specialist]",
-    ),
-    "frames": (
-        str,
-        "temporal sampler: all | uniform:K | fps:F | msce:KxG, optionally +shuffle:SEED",
-    ),
-    "aggregate": (str, "clip aggregation of per-frame probabilities: mean | peak [specialist]"),
-    "device": (str, "torch device, e.g. cpu or cuda [specialist, vlm transformers]"),
-    "backend": (str, "transformers | openai [vlm]"),
-    "base_url": (str, "OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1 [vlm openai]"),
-    "api_key_env": (str, "name of the environment variable holding the API key [vlm openai]"),
-    "mode": (
-        str,
-        "generate (free text, parsed) | score (label likelihoods) [vlm; caption-llm and "
-        "narracap-llm: the text LLM]",
-    ),
-    "prompt": (
-        str,
-        "prompt template name or a template file path [vlm; caption-llm and narracap-llm: the "
-        "label-picking prompt]",
-    ),
-    "concurrency": (
-        int,
-        "most requests in flight at once, lowered while the server answers 429/503 or times out "
-        "[vlm openai]; batch size [vlm transformers]",
-    ),
-    "max_new_tokens": (int, "longest answer in tokens [vlm, caption-llm, narracap-llm]"),
-    "temperature": (float, "sampling temperature; 0 is deterministic and cacheable [vlm]"),
-    "image_size": (int, "longest image side sent to the model [vlm]"),
-    "adapter": (str, "LoRA adapter folder [vlm transformers]"),
-    "dtype": (str, "float32 | bfloat16 | float16 [vlm transformers]"),
-    "person": (
-        str,
-        "how EMOTIC's person is shown: box (red box on the image) | crop | crop+full (both) "
-        "[vlm, caption-llm]",
-    ),
-    "max_labels": (
-        int,
-        "labels to ask for in 'pick up to k' prompts, and answered in score mode for multi-label "
-        "sets [vlm, caption-llm, narracap-llm]",
-    ),
-    "model_revision": (
-        str,
-        "revision of the served model (e.g. a weights hash or date), part of the cache key, so "
-        "new weights behind the same served name never reuse old answers "
-        "[vlm, caption-llm, msce; --backend openai]",
-    ),
-    "timeout": (float, "seconds before a server request is retried [vlm openai]"),
-    "max_retries": (int, "retries of a failed server request, with backoff [vlm openai]"),
-    "frames_as": (
-        str,
-        "a clip's frames as: images (in time order) | video (one MP4 at the sampled rate) | auto "
-        "(video if the server takes it) [vlm openai]",
-    ),
-    "rpm": (float, "at most this many requests per minute (hosted APIs) [vlm openai]"),
-    "tpm": (
-        float,
-        "at most this many estimated prompt tokens per minute (hosted APIs) [vlm openai]",
-    ),
-    "cache": (bool, "reuse cached temperature-0 answers (--no-cache to call the model) [vlm]"),
-    "cache_dir": (str, "folder of the response cache [default: the emovlm cache folder] [vlm]"),
-    "head": (
-        str,
-        "trained head file (from `emovlm finetune`) replacing the model's classifier [specialist]",
-    ),
-    "k": (int, "labels each baseline answers [majority, random, weighted-random]"),
-    "draw_seed": (int, "seed of the per-sample random draws [random, weighted-random]"),
-    "match": (
-        str,
-        "answer text → labels: word (prose, negation, cues, lists; docs/metrics.md) | contains "
-        "(Paper B's script: case-sensitive label name anywhere) | contains-any-case "
-        "[vlm, caption-llm, narracap-llm]",
-    ),
-    "vad": (
-        bool,
-        "also ask for valence, arousal and dominance 1-10 [vlm, caption-llm, narracap-llm]",
-    ),
-    "caption_prompt": (
-        str,
-        "caption template name or file: VLM question [caption-llm]; caption text [narracap-llm]",
-    ),
-    "caption_tokens": (int, "longest VLM caption in tokens [caption-llm]"),
-    "llm_backend": (str, "text LLM backend: transformers | openai [caption-llm, narracap-llm]"),
-    "llm_model": (
-        str,
-        "text LLM: gemma3-270m (offline default, from PyPI), a model folder, a .gguf file, or a "
-        "served model name [caption-llm, narracap-llm]",
-    ),
-    "llm_base_url": (str, "OpenAI-compatible server of the text LLM [caption-llm, narracap-llm]"),
-    "llm_api_key_env": (
-        str,
-        "environment variable holding the text LLM server's key [caption-llm, narracap-llm]",
-    ),
-    "clip_backend": (str, "CLIP backend: transformers | open_clip [narracap-llm]"),
-    "clip_model": (
-        str,
-        "CLIP weights: a transformers CLIP folder; open_clip: ARCH:WEIGHTS_FILE or a folder with "
-        "open_clip_config.json [narracap-llm]",
-    ),
-    "vocabulary": (
-        str,
-        "folder whose who.yaml, where.txt, action.txt, signals.txt replace the built-in ones "
-        "[narracap-llm]",
-    ),
-    "signal_std": (
-        float,
-        "keep signals with probability above mean + this x std (paper: 9 of 889 cues) "
-        "[narracap-llm]",
-    ),
-    "keyframes": (int, "sparse keyframes per clip [msce]"),
-    "per_gap": (int, "in-between frames described per gap between keyframes [msce]"),
-    "edges": (bool, "also describe the frames before the first and after the last keyframe [msce]"),
-    "describer": (
-        str,
-        "stage 1: specialist (expression model's trajectory in words) | vlm (a VLM per gap) [msce]",
-    ),
-    "stage2": (str, "interleaved (keyframe images + sentences) | text (sentences only) [msce]"),
-    "describer_backend": (str, "VLM describer backend [default: --backend] [msce]"),
-    "describer_model": (
-        str,
-        "VLM describer model [default: --model]; specialist describer: expression model [msce]",
-    ),
-    "describer_base_url": (str, "VLM describer server [default: --base-url] [msce]"),
-    "describer_prompt": (str, "VLM describer prompt name or file [default: msce-describe] [msce]"),
-    "describer_max_new_tokens": (int, "longest describer sentence in tokens [msce]"),
-}
-"""Option name → (type, help); the CLI flag is --name with dashes."""
+PANEL = "Recognizer options · {}"
+
+
+def _flag_type(hint: Any) -> type:
+    """The CLI type of a settings field: its own, without None; closed choices as text."""
+    if typing.get_origin(hint) is not typing.Literal:
+        hint = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    return str if typing.get_origin(hint) is typing.Literal else hint
+
+
+@functools.cache
+def recognizer_options() -> dict[str, tuple[type, str, str]]:
+    """Every setting of every recognizer → (CLI type, help, help panel), from the settings classes.
+
+    A setting's help is its field's, followed by the recognizers that take it; its panel is the
+    first line of the class that writes it. The CLI flag is --name with dashes.
+    """
+    users: dict[str, list[str]] = {}
+    for name, cls in RECOGNIZER_SETTINGS.items():
+        for f in fields(cls):
+            users.setdefault(f.name, []).append(name)
+    options = {}
+    for cls in GROUPS:
+        hints = typing.get_type_hints(cls)
+        panel = PANEL.format((cls.__doc__ or cls.__name__).split(":")[0])
+        for f in fields(cls):
+            if f.name in users and f.name not in options and owner(f.name) is cls:
+                text = f"{f.metadata['help']} [{', '.join(users[f.name])}]"
+                options[f.name] = (_flag_type(hints[f.name]), text, panel)
+    return options
 
 
 def with_recognizer_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add every recognizer option to a command; it receives them as `recognizer_options`."""
+    """Add every recognizer setting as an option (default None: only given flags count) to a
+    command; it receives the given ones as `recognizer_options`. Settings the command declares
+    itself (e.g. `predict --all-faces`) are left to it."""
     signature = inspect.signature(command)
     hints = typing.get_type_hints(command, include_extras=True)
     base = [
@@ -167,22 +60,24 @@ def with_recognizer_options(command: Callable[..., Any]) -> Callable[..., Any]:
         for p in signature.parameters.values()
         if p.name != "recognizer_options"
     ]
+    own = {p.name for p in base}
+    added = {k: v for k, v in recognizer_options().items() if k not in own}
     extra = [
         inspect.Parameter(
             name,
             inspect.Parameter.KEYWORD_ONLY,
             default=None,
             annotation=Annotated[
-                kind | None, typer.Option(help=escape(text), rich_help_panel=_PANEL)
+                kind | None, typer.Option(help=escape(text), rich_help_panel=panel)
             ],
         )
-        for name, (kind, text) in OPTIONS.items()
+        for name, (kind, text, panel) in added.items()
     ]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        chosen = {k: kwargs.pop(k) for k in OPTIONS if kwargs.get(k) is not None}
-        for k in OPTIONS:
+        chosen = {k: kwargs.pop(k) for k in added if kwargs.get(k) is not None}
+        for k in added:
             kwargs.pop(k, None)
         return command(**kwargs, recognizer_options=chosen)
 
@@ -193,12 +88,16 @@ def with_recognizer_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def build_recognizer(name: str, label_space: LabelSpace, options: Mapping[str, Any]) -> Recognizer:
-    """Create a recognizer, refusing options that do not apply to it or to its chosen backends."""
+    """Create a recognizer from its settings class and the given options.
+
+    Options the recognizer's settings lack, and backend options that its chosen backends would
+    not read, are refused by flag name.
+    """
     factory = RECOGNIZERS.get(name)
-    accepted = inspect.signature(factory).parameters
+    accepted = {f.name for f in fields(RECOGNIZER_SETTINGS[name])}
     wrong = [k for k in options if k not in accepted]
     if wrong:
         flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
         raise InputError(f"{flags} does not apply to --recognizer {name}; see `emovlm eval --help`")
     refuse_idle_flags(name, options)
-    return factory(label_space, **options)
+    return factory(label_space, RECOGNIZER_SETTINGS[name](**options))

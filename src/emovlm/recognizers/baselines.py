@@ -24,6 +24,7 @@ import numpy as np
 
 from emovlm.errors import InputError
 from emovlm.labels import LabelSpace
+from emovlm.recognizers.settings import BaselineSettings, RandomSettings, with_settings
 from emovlm.types import Prediction, Sample
 
 
@@ -75,20 +76,32 @@ def draw_labels(pi: np.ndarray, seed: int, sample_id: str) -> list[int]:
     return systematic_sample(pi, np.random.default_rng(int.from_bytes(digest[:8], "little")))
 
 
+@with_settings(BaselineSettings)
 class _KBaseline:
     """Shared parts of the baselines: the label space, k, config and answer building."""
 
     name = ""
+    settings_class: type[BaselineSettings] = BaselineSettings
 
-    def __init__(self, label_space: LabelSpace, *, k: int = 6) -> None:
-        if k < 1:
-            raise InputError(f"--k must be at least 1, got {k}")
+    def __init__(
+        self, label_space: LabelSpace, settings: BaselineSettings | None = None, **options: Any
+    ) -> None:
+        self.spec = self.settings_class.of(settings, options)
         self.label_space = label_space
-        self.k = min(k, len(label_space))
+        self.k = min(self.spec.k, len(label_space))
+        self.counts: dict[str, int] | None = None
+        self.fit_source: dict[str, Any] = {}
 
     def config(self) -> dict[str, Any]:
         """The settings that determine the answers."""
-        return {"recognizer": self.name, "label_set": self.label_space.name, "k": self.k}
+        settings = self.spec.recorded()
+        return {
+            "recognizer": self.name,
+            "label_set": self.label_space.name,
+            **settings,
+            "k": self.k,
+            "settings": settings,
+        }
 
     def _prediction(
         self, sample: Sample, labels: Sequence[str], scores: Mapping[str, float] | None = None
@@ -104,11 +117,6 @@ class _KBaseline:
 
 class _FittedBaseline(_KBaseline):
     """A baseline that needs the label counts of a training split (`fit`)."""
-
-    def __init__(self, label_space: LabelSpace, *, k: int = 6) -> None:
-        super().__init__(label_space, k=k)
-        self.counts: dict[str, int] | None = None
-        self.fit_source: dict[str, Any] = {}
 
     def fit(self, dataset: Any) -> None:
         """Learn label frequencies from a dataset (its `samples()`), usually the training split."""
@@ -154,37 +162,27 @@ class MajorityRecognizer(_FittedBaseline):
         return [self._prediction(s, ranked[: self.k], scores) for s in samples]
 
 
+@with_settings(RandomSettings)
 class RandomRecognizer(_KBaseline):
     """k labels drawn uniformly at random without replacement, seeded per sample."""
 
     name = "random"
 
-    def __init__(self, label_space: LabelSpace, *, k: int = 6, draw_seed: int = 0) -> None:
-        super().__init__(label_space, k=k)
-        self.draw_seed = draw_seed
-
-    def config(self) -> dict[str, Any]:
-        """k and the draw seed."""
-        return {**super().config(), "draw_seed": self.draw_seed}
+    settings_class = RandomSettings
 
     def predict(self, samples: Sequence[Sample]) -> list[Prediction]:
         """k distinct labels per sample, each label with probability k/K."""
         pi = np.full(len(self.label_space), self.k / len(self.label_space))
-        return self._drawn(samples, pi, self.draw_seed)
+        return self._drawn(samples, pi, self.spec.draw_seed)
 
 
+@with_settings(RandomSettings)
 class WeightedRandomRecognizer(_FittedBaseline):
     """k distinct labels per sample, each included with probability proportional to its frequency."""
 
     name = "weighted-random"
 
-    def __init__(self, label_space: LabelSpace, *, k: int = 6, draw_seed: int = 0) -> None:
-        super().__init__(label_space, k=k)
-        self.draw_seed = draw_seed
-
-    def config(self) -> dict[str, Any]:
-        """k, the fitted counts and the draw seed."""
-        return {**super().config(), "draw_seed": self.draw_seed}
+    settings_class = RandomSettings
 
     def inclusion(self) -> np.ndarray:
         """Each label's probability of being drawn (training-frequency πps, summing to k)."""
@@ -193,4 +191,4 @@ class WeightedRandomRecognizer(_FittedBaseline):
 
     def predict(self, samples: Sequence[Sample]) -> list[Prediction]:
         """k distinct labels per sample, label c drawn with probability `inclusion()[c]`."""
-        return self._drawn(samples, self.inclusion(), self.draw_seed)
+        return self._drawn(samples, self.inclusion(), self.spec.draw_seed)

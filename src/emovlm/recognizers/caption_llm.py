@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from emovlm.backends.cache import ResponseCache
 from emovlm.backends.cached import CachedVLM
@@ -21,8 +21,14 @@ from emovlm.backends.vlm import GenerationSettings, VLMAnswer, VLMRequest
 from emovlm.errors import InputError
 from emovlm.labels import LabelSpace
 from emovlm.prompts import PromptTemplate, load_prompt
-from emovlm.recognizers.settings import PickerSettings, with_settings
-from emovlm.recognizers.vlm import AnswerReader, PersonView, VLMRecognizer
+from emovlm.recognizers.settings import (
+    CaptionLLMSettings,
+    PickerSettings,
+    Settings,
+    VLMSettings,
+    with_settings,
+)
+from emovlm.recognizers.vlm import AnswerReader, VLMRecognizer
 from emovlm.types import Cost, Prediction, Sample, Status
 from emovlm.vocab import load_definitions
 
@@ -39,12 +45,6 @@ class Description:
     status: Status = Status.FAILED
     cost: Cost = field(default_factory=Cost)
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-def shared_with_stage1(settings: PickerSettings) -> dict[str, Any]:
-    """The stage-2 settings that a two-stage recognizer's first stage (a VLM) takes as well."""
-    shared = ("temperature", "concurrency", "device", "dtype", "cache", "cache_dir", "timeout")
-    return {name: getattr(settings, name) for name in (*shared, "max_retries", "max_labels")}
 
 
 def template_digest(template: PromptTemplate) -> dict[str, str]:
@@ -92,6 +92,7 @@ class LabelPicker:
             max_new_tokens=settings.max_new_tokens, temperature=settings.temperature
         )
         self.definitions = load_definitions(label_space.name)
+        self.concurrency = settings.concurrency
 
     def config(self) -> dict[str, Any]:
         """What determines stage 2's answers (`smoke_test_only` when the model is the fallback)."""
@@ -151,7 +152,69 @@ class LabelPicker:
         return results
 
 
-class CaptionLLMRecognizer:
+class Captioner(Protocol):
+    """Stage 1 of a two-stage recognizer: a text about each sample."""
+
+    def describe(self, samples: Sequence[Sample]) -> list[Description]:
+        """One Description per sample, in order."""
+        ...
+
+    def config(self) -> dict[str, Any]:
+        """What determines the texts."""
+        ...
+
+
+class TwoStageRecognizer:
+    """A captioner writes a text about each sample (stage 1), a `LabelPicker` reads it (stage 2)."""
+
+    name = ""
+
+    def __init__(
+        self, label_space: LabelSpace, spec: Settings, captioner: Captioner, picker: LabelPicker
+    ) -> None:
+        self.label_space, self.spec = label_space, spec
+        self.captioner, self.picker = captioner, picker
+
+    @property
+    def batch_size(self) -> int:
+        """Samples per `predict` call: enough to keep the text LLM's requests busy."""
+        return max(32, 4 * self.picker.concurrency)
+
+    def config(self) -> Mapping[str, Any]:
+        """Both stages' settings."""
+        return {
+            "recognizer": self.name,
+            "label_set": self.label_space.name,
+            "captioner": self.captioner.config(),
+            "picker": self.picker.config(),
+            "settings": self.spec.recorded(),
+        }
+
+    def predict(self, samples: Sequence[Sample]) -> list[Prediction]:
+        """Describe every sample, then let the text LLM pick each one's labels."""
+        return self.picker.predictions(self.captioner.describe(samples))
+
+
+class VLMCaptioner:
+    """Stage 1 of caption-llm: the VLM recognizer asked for a caption instead of labels."""
+
+    def __init__(self, vlm: VLMRecognizer) -> None:
+        self.vlm = vlm
+
+    def config(self) -> dict[str, Any]:
+        """The VLM's settings, less those of reading labels."""
+        config = dict(self.vlm.config())
+        for key in ("recognizer", "label_set", "mode", "match", "vad", "settings"):
+            config.pop(key, None)
+        return config
+
+    def describe(self, samples: Sequence[Sample]) -> list[Description]:
+        """The VLM's caption of each sample."""
+        return [_described(p) for p in self.vlm.predict(samples)]
+
+
+@with_settings(CaptionLLMSettings)
+class CaptionLLMRecognizer(TwoStageRecognizer):
     """A VLM describes the person in context (stage 1), a text LLM picks the labels (stage 2).
 
     Stage 1 takes the VLM recognizer's settings (`backend`, `model`, `person`, `frames`, ...) with
@@ -162,67 +225,31 @@ class CaptionLLMRecognizer:
 
     name = "caption-llm"
 
-    @with_settings(PickerSettings)
     def __init__(
-        self,
-        label_space: LabelSpace,
-        *,
-        backend: str = "transformers",
-        model: str | None = None,
-        base_url: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        frames: str = "uniform:8",
-        person: PersonView = "box",
-        image_size: int = 448,
-        adapter: str | None = None,
-        caption_prompt: str = "caption",
-        caption_tokens: int = 96,
-        model_revision: str | None = None,
-        **picker: Any,
+        self, label_space: LabelSpace, settings: CaptionLLMSettings | None = None, **options: Any
     ) -> None:
-        if not model:
+        s = CaptionLLMSettings.of(settings, options)
+        if not s.model:
             raise InputError(
                 "--recognizer caption-llm needs --model: the VLM that writes the captions"
             )
-        self.label_space = label_space
-        settings = PickerSettings(**picker)
-        self.captioner = VLMRecognizer(
-            label_space,
-            backend=backend,
-            model=model,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            frames=frames,
-            prompt=caption_prompt,
-            max_new_tokens=caption_tokens,
-            image_size=image_size,
-            adapter=adapter,
-            person=person,
-            model_revision=model_revision,
-            **shared_with_stage1(settings),
+        stage1 = s.pick(
+            VLMSettings,
+            prompt=s.caption_prompt,
+            max_new_tokens=s.caption_tokens,
+            mode="generate",
+            match="word",
+            vad=False,
         )
-        self.picker = LabelPicker(label_space, settings)
+        captioner = VLMCaptioner(VLMRecognizer(label_space, stage1))
+        super().__init__(
+            label_space, s, captioner, LabelPicker(label_space, s.pick(PickerSettings))
+        )
 
     @property
     def batch_size(self) -> int:
         """Samples per `predict` call: the captioner's."""
-        return self.captioner.batch_size
-
-    def config(self) -> Mapping[str, Any]:
-        """Both stages' settings."""
-        captioner = dict(self.captioner.config())
-        for key in ("recognizer", "label_set", "mode", "match", "vad"):
-            captioner.pop(key, None)
-        return {
-            "recognizer": self.name,
-            "label_set": self.label_space.name,
-            "captioner": captioner,
-            "picker": self.picker.config(),
-        }
-
-    def predict(self, samples: Sequence[Sample]) -> list[Prediction]:
-        """Caption every sample with the VLM, then let the text LLM pick each one's labels."""
-        return self.picker.predictions([_described(p) for p in self.captioner.predict(samples)])
+        return self.captioner.vlm.batch_size
 
 
 def _described(caption: Prediction) -> Description:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -35,15 +35,13 @@ from emovlm.recognizers.describers import (
     VLMDescriber,
     Window,
 )
-from emovlm.recognizers.settings import PickerSettings
+from emovlm.recognizers.settings import MSCESettings, PickerSettings, VLMSettings, with_settings
 from emovlm.recognizers.vlm import AnswerReader, VLMRecognizer, build_backend
 from emovlm.thumbnails import EXTRA_KEY as THUMBNAILS_KEY
 from emovlm.thumbnails import thumbnail_entries
 from emovlm.types import Cost, Frame, Prediction, Sample
 from emovlm.video import probe, read_frames
 
-DESCRIBERS = ("specialist", "vlm")
-STAGE2_VARIANTS = ("interleaved", "text")
 T = TypeVar("T")
 IMAGE_MARKER = "<<keyframe image>>"
 """What the stage-2 template's `image` variable holds; each occurrence becomes a keyframe image."""
@@ -94,6 +92,7 @@ def _motion_steps(window: Window | None, text: str) -> list[dict[str, Any]]:
     return [{"kind": "motion", "start": window.start, "end": window.end, "text": text}]
 
 
+@with_settings(MSCESettings)
 class MSCERecognizer:
     """MSCE over a VLM: `keyframes` sparse frames, `per_gap` in-between frames described per gap.
 
@@ -107,171 +106,89 @@ class MSCERecognizer:
     name = "msce"
 
     def __init__(
-        self,
-        label_space: LabelSpace,
-        *,
-        backend: str = "transformers",
-        model: str | None = None,
-        base_url: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        keyframes: int = 8,
-        per_gap: int = 4,
-        edges: bool = False,
-        describer: str = "specialist",
-        stage2: str = "interleaved",
-        describer_backend: str | None = None,
-        describer_model: str | None = None,
-        describer_base_url: str | None = None,
-        describer_prompt: str | None = None,
-        describer_max_new_tokens: int = 48,
-        faces: str = "none",
-        face_step: int = 5,
-        mode: str = "generate",
-        prompt: str | None = None,
-        concurrency: int = 8,
-        max_new_tokens: int = 16,
-        temperature: float = 0.0,
-        image_size: int = 448,
-        adapter: str | None = None,
-        device: str = "cpu",
-        dtype: str = "float32",
-        cache_dir: str | None = None,
-        cache: bool = True,
-        timeout: float = 60.0,
-        max_retries: int = 4,
-        llm_backend: str | None = None,
-        llm_model: str | None = None,
-        llm_base_url: str | None = None,
-        llm_api_key_env: str = "OPENAI_API_KEY",
-        model_revision: str | None = None,
-        frames_as: str = "images",
-        rpm: float | None = None,
-        tpm: float | None = None,
+        self, label_space: LabelSpace, settings: MSCESettings | None = None, **options: Any
     ) -> None:
-        if describer not in DESCRIBERS:
-            raise InputError(f"--describer {describer!r} is unknown; choose specialist or vlm")
-        if stage2 not in STAGE2_VARIANTS:
-            raise InputError(f"--stage2 {stage2!r} is unknown; choose interleaved or text")
+        self.spec = s = MSCESettings.of(settings, options)
         if label_space.multi_label:
             raise InputError(
                 f"--recognizer msce answers one label per clip; {label_space.name} is multi-label"
             )
-        if per_gap < 0 or describer_max_new_tokens < 1:
-            raise InputError("--per-gap must be 0 or more and --describer-max-new-tokens 1 or more")
-        llm = {
-            "--llm-backend": llm_backend,
-            "--llm-model": llm_model,
-            "--llm-base-url": llm_base_url,
-        }
+        llm = {"--llm-backend": s.llm_backend, "--llm-model": s.llm_model}
+        llm["--llm-base-url"] = s.llm_base_url
         given = [flag for flag, value in llm.items() if value is not None]
-        uses_llm = stage2 == "text" and (bool(given) or not model)
+        uses_llm = s.stage2 == "text" and (bool(given) or not s.model)
         if given and not uses_llm:
             raise InputError(f"{', '.join(given)} apply to --stage2 text only")
-        if (stage2 == "interleaved" or describer == "vlm" or not uses_llm) and not model:
+        if (s.stage2 == "interleaved" or s.describer == "vlm" or not uses_llm) and not s.model:
             raise InputError("--recognizer msce needs --model (a VLM folder, id or served name)")
         self.label_space = label_space
-        self.keyframes, self.per_gap, self.edges, self.stage2 = keyframes, per_gap, edges, stage2
-        self.concurrency = concurrency
-        answering = {  # the settings of stage 2, whichever model answers
-            "mode": mode,
-            "prompt": prompt or "msce-classify",
-            "max_new_tokens": max_new_tokens,
-            "temperature": temperature,
-            "concurrency": concurrency,
-            "device": device,
-            "dtype": dtype,
-            "cache": cache,
-            "cache_dir": cache_dir,
-            "timeout": timeout,
-            "max_retries": max_retries,
-        }
-        self.classifier = (
-            VLMRecognizer(
-                label_space,
-                backend=backend,
-                model=model,
-                base_url=base_url,
-                api_key_env=api_key_env,
-                frames=f"msce:{keyframes}x{per_gap}",
-                faces=faces,
-                face_step=face_step,
-                image_size=image_size,
-                adapter=adapter,
-                **answering,
-                model_revision=model_revision,
-                frames_as=frames_as,
-                rpm=rpm,
-                tpm=tpm,
-            )
-            if model
-            else None
+        self.keyframes, self.per_gap, self.edges, self.stage2 = (
+            s.keyframes,
+            s.per_gap,
+            s.edges,
+            s.stage2,
         )
+        self.concurrency = s.concurrency
+        prompt = s.prompt or "msce-classify"  # stage 2's prompt, whichever model answers
+        frames = f"msce:{s.keyframes}x{s.per_gap}"
+        stage2 = s.pick(VLMSettings, frames=frames, prompt=prompt)
+        self.classifier = VLMRecognizer(label_space, stage2) if s.model else None
         self.picker = (
             LabelPicker(
                 label_space,
-                PickerSettings(
-                    llm_backend=llm_backend or "transformers",
-                    llm_model=llm_model or DEFAULT_TEXT_LLM,
-                    llm_base_url=llm_base_url,
-                    llm_api_key_env=llm_api_key_env,
-                    **answering,
+                s.pick(
+                    PickerSettings,
+                    llm_backend=s.llm_backend or "transformers",
+                    llm_model=s.llm_model or DEFAULT_TEXT_LLM,
+                    prompt=prompt,
                 ),
             )
             if uses_llm
             else None
         )
         self.answerer: _Answerer = self.picker or self.classifier  # type: ignore[assignment]
-        if describer == "specialist":
+        self.describer = self._describer(label_space, s, stage2)
+        self._check_template()
+
+    def _describer(
+        self, label_space: LabelSpace, s: MSCESettings, stage2: VLMSettings
+    ) -> MotionDescriber:
+        """Stage 1: the specialist's trajectory in words, or a VLM (stage 2's unless another)."""
+        if s.describer == "specialist":
             given = {
-                "--describer-backend": describer_backend,
-                "--describer-base-url": describer_base_url,
-                "--describer-prompt": describer_prompt,
+                "--describer-backend": s.describer_backend,
+                "--describer-base-url": s.describer_base_url,
+                "--describer-prompt": s.describer_prompt,
             }
             wrong = [flag for flag, value in given.items() if value is not None]
             if wrong:
                 raise InputError(f"{', '.join(wrong)} apply to --describer vlm only")
-            self.describer: MotionDescriber = SpecialistDescriber(
+            return SpecialistDescriber(
                 label_space,
-                model=describer_model or "fer-xception",
-                faces=faces,
-                face_step=face_step,
-                device=device,
+                model=s.describer_model or "fer-xception",
+                faces=s.faces,
+                face_step=s.face_step,
+                device=s.device,
             )
-        else:
-            assert self.classifier is not None and model is not None
-            chosen = (
-                describer_backend or backend,
-                describer_model or model,
-                describer_base_url or base_url,
-            )
-            vlm = self.classifier.vlm
-            if chosen != (backend, model, base_url):
-                built = build_backend(
-                    chosen[0],
-                    chosen[1],
-                    base_url=chosen[2],
-                    api_key_env=api_key_env,
-                    concurrency=concurrency,
-                    adapter=None,
-                    device=device,
-                    dtype=dtype,
-                    timeout=timeout,
-                    max_retries=max_retries,
-                    frames_as=frames_as,
-                    rpm=rpm,
-                    tpm=tpm,
-                    image_size=image_size,
-                )
-                vlm = CachedVLM(built, ResponseCache(cache_dir) if cache else None)
-            self.describer = VLMDescriber(
-                vlm,
-                backend=chosen[0],
-                model=chosen[1],
-                prompt=describer_prompt or "msce-describe",
-                max_new_tokens=describer_max_new_tokens,
-                temperature=temperature,
-            )
-        self._check_template()
+        assert self.classifier is not None and s.model is not None
+        chosen = replace(
+            stage2,
+            backend=s.describer_backend or s.backend,
+            model=s.describer_model or s.model,
+            base_url=s.describer_base_url or s.base_url,
+        )
+        vlm = self.classifier.vlm
+        if chosen != stage2:
+            built = build_backend(replace(chosen, adapter=None, model_revision=None))
+            vlm = CachedVLM(built, ResponseCache(s.cache_dir) if s.cache else None)
+        return VLMDescriber(
+            vlm,
+            backend=chosen.backend,
+            model=str(chosen.model),
+            prompt=s.describer_prompt or "msce-describe",
+            max_new_tokens=s.describer_max_new_tokens,
+            temperature=s.temperature,
+        )
 
     @property
     def batch_size(self) -> int:
@@ -290,6 +207,7 @@ class MSCERecognizer:
             "describer": dict(self.describer.config()),
             "classifier": dict(self.classifier.config()) if self.classifier else None,
             "text_llm": self.picker.config() if self.picker else None,
+            "settings": self.spec.recorded(),
         }
 
     def predict(self, samples: Sequence[Sample]) -> list[Prediction]:

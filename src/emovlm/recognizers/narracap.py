@@ -10,7 +10,7 @@ caption → LLM recognizer's `LabelPicker`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
@@ -19,12 +19,17 @@ import numpy as np
 
 from emovlm.backends.clip import CLIPBackend, build_clip, zero_shot_probabilities
 from emovlm.backends.images import crop_box
-from emovlm.errors import InputError, MediaError
+from emovlm.errors import MediaError
 from emovlm.labels import LabelSpace
 from emovlm.prompts import load_prompt
-from emovlm.recognizers.caption_llm import Description, LabelPicker, template_digest
-from emovlm.recognizers.settings import PickerSettings, with_settings
-from emovlm.types import Cost, Prediction, Sample
+from emovlm.recognizers.caption_llm import (
+    Description,
+    LabelPicker,
+    TwoStageRecognizer,
+    template_digest,
+)
+from emovlm.recognizers.settings import NarraCapSettings, PickerSettings, with_settings
+from emovlm.types import Cost, Sample
 from emovlm.video import probe, read_frames
 from emovlm.vocab import NarraCapVocabulary, load_narracap_vocabulary
 
@@ -159,7 +164,8 @@ def _middle_frame(sample: Sample) -> np.ndarray:
     return read_frames(sample.media, [info.frame_count // 2]).frames[0].image
 
 
-class NarraCapRecognizer:
+@with_settings(NarraCapSettings)
+class NarraCapRecognizer(TwoStageRecognizer):
     """NarraCap captions from zero-shot CLIP (stage 1), a text LLM picks the labels (stage 2).
 
     Stage 1 takes `clip_backend`, `clip_model` (required: no CLIP weights ship), `vocabulary` (a
@@ -171,40 +177,16 @@ class NarraCapRecognizer:
 
     name = "narracap-llm"
 
-    @with_settings(PickerSettings)
     def __init__(
-        self,
-        label_space: LabelSpace,
-        *,
-        clip_backend: str = "transformers",
-        clip_model: str | None = None,
-        vocabulary: str | None = None,
-        signal_std: float = 3.0,
-        caption_prompt: str = "narracap",
-        **picker: Any,
+        self, label_space: LabelSpace, settings: NarraCapSettings | None = None, **options: Any
     ) -> None:
-        if signal_std < 0:
-            raise InputError(f"--signal-std must be 0 or more, got {signal_std}")
-        self.label_space = label_space
-        settings = PickerSettings(**picker)
-        self.captioner = NarraCapCaptioner(
-            build_clip(clip_backend, clip_model, device=settings.device),
-            load_narracap_vocabulary(vocabulary),
-            signal_std=signal_std,
-            template=caption_prompt,
+        s = NarraCapSettings.of(settings, options)
+        captioner = NarraCapCaptioner(
+            build_clip(s.clip_backend, s.clip_model, device=s.device),
+            load_narracap_vocabulary(s.vocabulary),
+            signal_std=s.signal_std,
+            template=s.caption_prompt,
         )
-        self.picker = LabelPicker(label_space, settings)
-        self.batch_size = max(32, 4 * settings.concurrency)
-
-    def config(self) -> Mapping[str, Any]:
-        """Both stages' settings."""
-        return {
-            "recognizer": self.name,
-            "label_set": self.label_space.name,
-            "captioner": self.captioner.config(),
-            "picker": self.picker.config(),
-        }
-
-    def predict(self, samples: Sequence[Sample]) -> list[Prediction]:
-        """Caption every sample with NarraCap, then let the text LLM pick each one's labels."""
-        return self.picker.predictions(self.captioner.describe(samples))
+        super().__init__(
+            label_space, s, captioner, LabelPicker(label_space, s.pick(PickerSettings))
+        )

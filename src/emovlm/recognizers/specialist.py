@@ -24,6 +24,7 @@ from emovlm.faces.stream import FaceTracker, TrackedFace
 from emovlm.frames import parse_sampler
 from emovlm.labels import LabelSpace
 from emovlm.recognizers.aggregate import AGGREGATORS
+from emovlm.recognizers.settings import SpecialistSettings, with_settings
 from emovlm.thumbnails import EXTRA_KEY as THUMBNAILS_KEY
 from emovlm.thumbnails import MAX_PER_SAMPLE, MAX_SIDE, evenly, thumbnail_entries
 from emovlm.types import Cost, Frame, FrameResults, Prediction, Sample, Status
@@ -74,6 +75,7 @@ class FaceRows:
         return self.track >= 0
 
 
+@with_settings(SpecialistSettings)
 class SpecialistRecognizer:
     """Vision-only expression model over detected faces, one probability per frame, then per clip.
 
@@ -87,26 +89,12 @@ class SpecialistRecognizer:
     name = "specialist"
 
     def __init__(
-        self,
-        label_space: LabelSpace,
-        *,
-        model: str | None = None,
-        faces: str = "mtcnn",
-        face_step: int = 10,
-        min_face: float = 0.1,
-        frames: str = "all",
-        aggregate: str = "mean",
-        multi_label_threshold: float = 0.2,
-        device: str = "cpu",
-        head: str | None = None,
-        all_faces: bool = False,
+        self, label_space: LabelSpace, settings: SpecialistSettings | None = None, **options: Any
     ) -> None:
-        if aggregate not in AGGREGATORS:
-            raise InputError(
-                f"unknown --aggregate {aggregate!r}; choose one of: {', '.join(AGGREGATORS)}"
-            )
-        if face_step < 1:
-            raise InputError(f"--face-step must be at least 1, got {face_step}")
+        self.spec = s = SpecialistSettings.of(settings, options)
+        model, faces, face_step, min_face = s.model, s.faces, s.face_step, s.min_face
+        frames, aggregate, device, head = s.frames, s.aggregate, s.device, s.head
+        multi_label_threshold, all_faces = s.multi_label_threshold, s.all_faces
         self.label_space = label_space
         self.head: Head | None = load_head(head) if head else None
         model = model or (self.head.model_name if self.head else "fer-xception")
@@ -151,6 +139,7 @@ class SpecialistRecognizer:
             "all_faces": self.all_faces,
             "unreachable_labels": list(self.unreachable),
             **head,
+            "settings": self.spec.recorded(),
         }
 
     def predict(self, samples: Sequence[Sample]) -> list[Prediction]:

@@ -33,7 +33,7 @@ from emovlm.faces.crop import crop_face
 from emovlm.faces.registry import get_face_detector
 from emovlm.faces.track import track_faces
 from emovlm.frames import parse_sampler
-from emovlm.labels import MATCH_MODES, LabelSpace, MatchMode
+from emovlm.labels import LabelSpace, MatchMode
 from emovlm.prompts import load_prompt
 from emovlm.recognizers.base import (
     SETUP_ERRORS,
@@ -42,15 +42,14 @@ from emovlm.recognizers.base import (
     prepare_each,
     stream_predictions,
 )
+from emovlm.recognizers.settings import VLMSettings, with_settings
 from emovlm.thumbnails import EXTRA_KEY as THUMBNAILS_KEY
 from emovlm.thumbnails import thumbnail_entries
 from emovlm.types import Clip, Cost, Prediction, Sample, Status
 from emovlm.video import probe, read_frames
 from emovlm.vocab import load_definitions
 
-MODES: tuple[Mode, ...] = ("generate", "score")
 PersonView = Literal["box", "crop", "crop+full"]
-PERSON_VIEWS: tuple[PersonView, ...] = ("box", "crop", "crop+full")
 
 PREPARE_THREADS = 4
 """Threads that decode media, hash requests and read and write the cache while a server works."""
@@ -152,6 +151,7 @@ class AnswerReader:
         )
 
 
+@with_settings(VLMSettings)
 class VLMRecognizer:
     """Ask a vision-language model, local (`transformers`) or served (`openai`), for the emotion.
 
@@ -170,92 +170,31 @@ class VLMRecognizer:
     name = "vlm"
 
     def __init__(
-        self,
-        label_space: LabelSpace,
-        *,
-        backend: str = "transformers",
-        model: str | None = None,
-        base_url: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        frames: str = "uniform:8",
-        faces: str = "none",
-        face_step: int = 5,
-        mode: str = "generate",
-        prompt: str | None = None,
-        concurrency: int = 8,
-        max_new_tokens: int = 16,
-        temperature: float = 0.0,
-        image_size: int = 448,
-        adapter: str | None = None,
-        device: str = "cpu",
-        dtype: str = "float32",
-        cache_dir: str | None = None,
-        cache: bool = True,
-        timeout: float = 60.0,
-        max_retries: int = 4,
-        person: PersonView = "box",
-        max_labels: int = 6,
-        match: MatchMode = "word",
-        vad: bool = False,
-        frames_as: str = "images",
-        rpm: float | None = None,
-        tpm: float | None = None,
-        model_revision: str | None = None,
+        self, label_space: LabelSpace, settings: VLMSettings | None = None, **options: Any
     ) -> None:
-        if not model:
+        self.spec = s = VLMSettings.of(settings, options)
+        if not s.model:
             raise InputError(
                 f"--recognizer {self.name} needs --model (a model folder, id or served model name)"
             )
-        if mode not in MODES:
-            raise InputError(f"--mode {mode!r} is unknown; choose one of: {', '.join(MODES)}")
-        if person not in PERSON_VIEWS:
-            raise InputError(f"--person {person!r} is unknown; choose {', '.join(PERSON_VIEWS)}")
-        if match not in MATCH_MODES:
-            raise InputError(
-                f"--match {match!r} is unknown; choose one of: {', '.join(MATCH_MODES)}"
-            )
-        if (
-            image_size < 28
-            or max_new_tokens < 1
-            or temperature < 0
-            or face_step < 1
-            or max_labels < 1
-        ):
-            raise InputError(
-                "--image-size must be ≥ 28, --max-new-tokens ≥ 1, --temperature ≥ 0, "
-                "--face-step ≥ 1 and max_labels ≥ 1"
-            )
         self.label_space = label_space
-        self.backend_name, self.model = backend, model
-        self.mode: Mode = mode  # type: ignore[assignment]
-        self.sampler = parse_sampler(frames)
-        self.faces, self.face_step = faces, face_step
-        self.detector = get_face_detector(faces, device=device) if faces != "none" else None
-        self.template = load_prompt(prompt or ("contextual" if label_space.multi_label else "dfer"))
-        self.settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
-        self.image_size, self.person, self.max_labels = image_size, person, max_labels
-        self.reader = AnswerReader(label_space, self.mode, match, max_labels, vad)
-        self.definitions = load_definitions(label_space.name)
-        self.concurrency = concurrency
-        self.api_key_env, self.adapter, self.dtype = api_key_env, adapter, dtype
-        self.backend: VLM = build_backend(
-            backend,
-            model,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-            adapter=adapter,
-            device=device,
-            dtype=dtype,
-            timeout=timeout,
-            max_retries=max_retries,
-            frames_as=frames_as,
-            rpm=rpm,
-            tpm=tpm,
-            image_size=image_size,
-            revision=model_revision,
+        self.backend_name, self.model = s.backend, s.model
+        self.mode: Mode = s.mode
+        self.sampler = parse_sampler(s.frames)
+        self.faces, self.face_step = s.faces, s.face_step
+        self.detector = get_face_detector(s.faces, device=s.device) if s.faces != "none" else None
+        self.template = load_prompt(
+            s.prompt or ("contextual" if label_space.multi_label else "dfer")
         )
-        self.vlm = CachedVLM(self.backend, ResponseCache(cache_dir) if cache else None)
+        self.settings = GenerationSettings(
+            max_new_tokens=s.max_new_tokens, temperature=s.temperature
+        )
+        self.image_size, self.person, self.max_labels = s.image_size, s.person, s.max_labels
+        self.reader = AnswerReader(label_space, s.mode, s.match, s.max_labels, s.vad)
+        self.definitions = load_definitions(label_space.name)
+        self.concurrency = s.concurrency
+        self.backend: VLM = build_backend(s)
+        self.vlm = CachedVLM(self.backend, ResponseCache(s.cache_dir) if s.cache else None)
 
     @property
     def batch_size(self) -> int:
@@ -270,9 +209,9 @@ class VLMRecognizer:
             "backend": self.backend_name,
             "model": self.model,
             "model_fingerprint": dict(self.backend.fingerprint()),
-            "api_key_env": self.api_key_env if self.backend_name == "openai" else None,
-            "adapter": self.adapter,
-            "dtype": self.dtype if self.backend_name == "transformers" else None,
+            "api_key_env": self.spec.api_key_env if self.backend_name == "openai" else None,
+            "adapter": self.spec.adapter,
+            "dtype": self.spec.dtype if self.backend_name == "transformers" else None,
             "frames": str(self.sampler),
             "faces": self.faces,
             "face_step": self.face_step,
@@ -286,6 +225,7 @@ class VLMRecognizer:
             "max_labels": self.max_labels,
             "match": self.reader.match,
             "vad": self.reader.vad,
+            "settings": self.spec.recorded(),
         }
 
     def run_stats(self) -> Mapping[str, Any]:
@@ -459,55 +399,41 @@ def visual_part(images: Sequence[np.ndarray], fps: float) -> np.ndarray | VideoI
     return images[0] if len(images) == 1 else VideoInput(tuple(images), fps=fps)
 
 
-def build_backend(
-    backend: str,
-    model: str,
-    *,
-    base_url: str | None,
-    api_key_env: str,
-    concurrency: int,
-    adapter: str | None,
-    device: str,
-    dtype: str,
-    timeout: float,
-    max_retries: int,
-    frames_as: str = "images",
-    rpm: float | None = None,
-    tpm: float | None = None,
-    image_size: int = 448,
-    revision: str | None = None,
-) -> VLM:
-    """The named backend with the settings that apply to it; wrong combinations are refused."""
-    factory = VLM_BACKENDS.get(backend)
+def build_backend(settings: VLMSettings) -> VLM:
+    """The VLM backend a recognizer's settings name, with the settings that apply to it."""
+    s = settings
+    factory = VLM_BACKENDS.get(s.backend)
     served = {
-        "--frames-as": frames_as != "images",
-        "--rpm": rpm is not None,
-        "--tpm": tpm is not None,
-        "--model-revision": revision is not None,
+        "--frames-as": s.frames_as != "images",
+        "--rpm": s.rpm is not None,
+        "--tpm": s.tpm is not None,
+        "--model-revision": s.model_revision is not None,
     }
-    wrong = [flag for flag, given in served.items() if given and backend != "openai"]
+    wrong = [flag for flag, given in served.items() if given and s.backend != "openai"]
     if wrong:
-        raise InputError(f"{', '.join(wrong)} apply to --backend openai only, not {backend}")
-    if backend == "openai":
-        if not base_url:
+        raise InputError(f"{', '.join(wrong)} apply to --backend openai only, not {s.backend}")
+    if s.backend == "openai":
+        if not s.base_url:
             raise InputError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        if adapter:
+        if s.adapter:
             raise InputError(
                 "--adapter applies to --backend transformers only; load it in the server"
             )
         return factory(
-            model,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-            timeout=timeout,
-            max_retries=max_retries,
-            frames_as=frames_as,
-            rpm=rpm,
-            tpm=tpm,
-            image_size=image_size,
-            revision=revision,
+            s.model,
+            base_url=s.base_url,
+            api_key_env=s.api_key_env,
+            concurrency=s.concurrency,
+            timeout=s.timeout,
+            max_retries=s.max_retries,
+            frames_as=s.frames_as,
+            rpm=s.rpm,
+            tpm=s.tpm,
+            image_size=s.image_size,
+            revision=s.model_revision,
         )
-    if base_url:
-        raise InputError(f"--base-url applies to --backend openai only, not {backend}")
-    return factory(model, adapter=adapter, device=device, dtype=dtype, batch_size=concurrency)
+    if s.base_url:
+        raise InputError(f"--base-url applies to --backend openai only, not {s.backend}")
+    return factory(
+        s.model, adapter=s.adapter, device=s.device, dtype=s.dtype, batch_size=s.concurrency
+    )
