@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Self
 
 from rich.console import Console
@@ -35,7 +34,22 @@ class _RateColumn(ProgressColumn):
 class OptionalBar:
     """A context that shows a rich Progress while open, or does nothing when there is none."""
 
-    _progress: Progress | None
+    def __init__(self, enabled: bool, *columns: ProgressColumn) -> None:
+        """Prepare a bar (none unless `enabled`) with `columns` between the counts and the times."""
+        self._progress = (
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                *columns,
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
+            if enabled
+            else None
+        )
 
     def __enter__(self) -> Self:
         """Show the bar."""
@@ -43,12 +57,7 @@ class OptionalBar:
             self._progress.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         """Stop the bar, leaving its last state on screen."""
         if self._progress is not None:
             self._progress.stop()
@@ -62,23 +71,13 @@ class EvalProgress(OptionalBar):
     ) -> None:
         """Prepare a bar over `total` samples (None if unknown), `already_done` of them before."""
         self._counts: Counter[Status] = Counter()
-        self._progress = (
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                _RateColumn(),
-                TextColumn(
-                    "[green]{task.fields[ok]} ok[/] {task.fields[other]} other "
-                    "[red]{task.fields[failed]} failed[/]"
-                ),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            if enabled
-            else None
+        super().__init__(
+            enabled,
+            _RateColumn(),
+            TextColumn(
+                "[green]{task.fields[ok]} ok[/] {task.fields[other]} other "
+                "[red]{task.fields[failed]} failed[/]"
+            ),
         )
         if self._progress is not None:
             self._task = self._progress.add_task(

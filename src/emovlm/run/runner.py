@@ -19,7 +19,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from emovlm.data.base import Dataset
@@ -269,15 +268,10 @@ class _GroupWriter:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         self._queue.put(_DONE)
         self._thread.join()
-        if self._error is not None and exc is None:
+        if self._error is not None and exc_type is None:
             raise self._error
 
     def add(

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import TextColumn
 
 from emovlm.run.progress import OptionalBar
 
@@ -20,20 +12,7 @@ class TrainingProgress(OptionalBar):
 
     def __init__(self, description: str, total_steps: int, done_steps: int, enabled: bool) -> None:
         """Prepare a bar over `total_steps` steps, `done_steps` of them done before (resumed)."""
-        self._progress = (
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("epoch {task.fields[epoch]} loss {task.fields[loss]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            if enabled
-            else None
-        )
+        super().__init__(enabled, TextColumn("epoch {task.fields[epoch]} loss {task.fields[loss]}"))
         if self._progress is not None:
             self._task = self._progress.add_task(
                 description, total=total_steps, completed=done_steps, epoch="-", loss="-"
