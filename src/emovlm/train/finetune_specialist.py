@@ -3,41 +3,29 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
 from emovlm.backends.expression.heads import load_head
 from emovlm.data.base import Dataset
-from emovlm.errors import InputError
 from emovlm.recognizers.specialist import SpecialistRecognizer
 from emovlm.train.features import FeatureExtractor
 from emovlm.train.runfolder import (
     FinetuneSummary,
-    choose_training_samples,
     evaluate_variants,
     prepare_run_folder,
+    training_split,
     write_training_log,
 )
-from emovlm.train.specialist import HeadSettings, train_head
-from emovlm.train.trainset import check_classes, label_counts, labelled_samples
+from emovlm.train.settings import FaceSettings, HeadSettings
+from emovlm.train.specialist import train_head
+from emovlm.train.trainset import check_classes, label_counts
 
 logger = logging.getLogger(__name__)
 
 NATURAL = "instance"
 """The natural sampler every other sampler is compared with."""
-
-
-@dataclass(frozen=True)
-class FaceSettings:
-    """How faces are found and which frames are read: shared by feature extraction and evaluation."""
-
-    model: str = "fer-xception"
-    faces: str = "mtcnn"
-    face_step: int = 10
-    min_face: float = 0.1
-    frames: str = "all"
-    device: str = "cpu"
 
 
 def finetune_specialist(
@@ -60,22 +48,20 @@ def finetune_specialist(
     extracted. With `resume`, heads already in the run folder are reused.
     """
     head.check()
-    if eval_data is not None and eval_data.label_space != train_data.label_space:
-        raise InputError(
-            f"training split uses label set {train_data.label_space.name!r} but the evaluation "
-            f"split {eval_data.label_space.name!r}; use one label set for both"
-        )
+    samples, splits = training_split(
+        train_data,
+        eval_data,
+        limit=train_limit,
+        seed=seed,
+        allow_missing_classes=head.allow_missing_classes,
+    )
     space = train_data.label_space
-    samples = choose_training_samples(labelled_samples(train_data), train_limit, seed)
-    labels = [s.labels for s in samples]
-    check_classes(labels, space, allow_missing_classes=head.allow_missing_classes)
     run_dir = Path(run_dir)
     prepare_run_folder(
         run_dir,
         {
             "target": "specialist",
-            "train": {**train_data.config(), "limit": train_limit, "seed": seed},
-            "eval": eval_data.config() if eval_data is not None else None,
+            **splits,
             "head": asdict(head),
             "faces": asdict(faces),
         },

@@ -25,6 +25,7 @@ from emovlm.recognizers.base import Recognizer
 from emovlm.run.plain import to_plain
 from emovlm.run.runner import evaluate
 from emovlm.train.compare import compare_recall, write_comparison
+from emovlm.train.trainset import check_classes, labelled_samples
 from emovlm.types import Sample
 
 FINETUNE_FILE = "finetune.yaml"
@@ -117,6 +118,37 @@ def evaluate_variants(
     comparison = compare_recall(summary.metrics, train_counts)
     summary.files.update(write_comparison(comparison, summary.run_dir, title))
     return summary
+
+
+def training_split(
+    train_data: Dataset,
+    eval_data: Dataset | None,
+    *,
+    limit: int | None,
+    seed: int,
+    allow_missing_classes: bool,
+) -> tuple[list[Sample], dict[str, Any]]:
+    """The checked training samples and the splits' entries (`train`, `eval`) of the run's settings.
+
+    Refuses an evaluation split of another label set, an empty or unlabelled training split and,
+    unless `allow_missing_classes`, a class without a training sample.
+    """
+    if eval_data is not None and eval_data.label_space != train_data.label_space:
+        raise InputError(
+            f"training split uses label set {train_data.label_space.name!r} but the evaluation "
+            f"split {eval_data.label_space.name!r}; use one label set for both"
+        )
+    samples = choose_training_samples(labelled_samples(train_data), limit, seed)
+    check_classes(
+        [s.labels for s in samples],
+        train_data.label_space,
+        allow_missing_classes=allow_missing_classes,
+    )
+    splits = {
+        "train": {**train_data.config(), "limit": limit, "seed": seed},
+        "eval": eval_data.config() if eval_data is not None else None,
+    }
+    return samples, splits
 
 
 def choose_training_samples(
