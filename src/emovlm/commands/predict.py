@@ -90,14 +90,6 @@ def predict(
             "label; one row per analysed frame and face) to FILE.parquet or FILE.csv [specialist]"
         ),
     ] = None,
-    all_faces: Annotated[
-        bool,
-        typer.Option(
-            "--all-faces",
-            help="per-frame rows for every tracked face, not only the main one (the clip label "
-            "still comes from the main face) [specialist]",
-        ),
-    ] = False,
     *,
     recognizer_options: dict[str, Any],
 ) -> None:
@@ -110,8 +102,6 @@ def predict(
     """
     if frames_out is not None and frames_out.suffix.lower() not in (".parquet", ".csv"):
         raise InputError(f"--frames-out {frames_out}: name a .parquet or .csv file")
-    if all_faces:
-        recognizer_options = {**recognizer_options, "all_faces": True}
     predictions = predict_media(media, label_set, recognizer, recognizer_options)
     if frames_out is not None:
         write_table(frame_table(predictions), frames_out)

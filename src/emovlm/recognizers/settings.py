@@ -24,10 +24,19 @@ T = TypeVar("T", bound=type)
 S = TypeVar("S", bound="Settings")
 
 
-def option(default: Any, help: str, *, minimum: float | None = None, record: bool = True) -> Any:
-    """A settings field: its default, its help text (written once), a lower bound, and whether it
-    determines answers (`record`: kept in the run config and its key)."""
-    return field(default=default, metadata={"help": help, "minimum": minimum, "record": record})
+def option(
+    default: Any,
+    help: str,
+    *,
+    minimum: float | None = None,
+    record: bool = True,
+    flag: str | None = None,
+) -> Any:
+    """A settings field: its default, its help text (written once), a lower bound, whether it
+    determines answers (`record`: kept in the run config and its key), and its flag's name where
+    that is not the field's (`--lora-rank` for `rank`)."""
+    metadata = {"help": help, "minimum": minimum, "record": record, "flag": flag}
+    return field(default=default, metadata=metadata)
 
 
 def override(group: type, name: str, default: Any) -> Any:
@@ -60,15 +69,15 @@ class Settings:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
+            value, name = getattr(self, f.name), f.metadata.get("flag") or f.name
             allowed = choices(type(self), f.name)
             if allowed and value is not None and value not in allowed:
                 raise InputError(
-                    f"{flag(f.name)} {value!r} is unknown; choose one of: {', '.join(allowed)}"
+                    f"{flag(name)} {value!r} is unknown; choose one of: {', '.join(allowed)}"
                 )
             low = f.metadata.get("minimum")
             if low is not None and value is not None and value < low:
-                raise InputError(f"{flag(f.name)} must be at least {low:g}, got {value}")
+                raise InputError(f"{flag(name)} must be at least {low:g}, got {value}")
 
     @classmethod
     def of(cls: type[S], settings: S | None = None, options: Mapping[str, Any] | None = None) -> S:
@@ -359,7 +368,11 @@ class SpecialistSettings(Settings):
     head: str | None = option(
         None, "trained head file (from `emovlm finetune`) replacing the model's classifier"
     )
-    all_faces: bool = option(False, "per-frame results for every face, not only the main one")
+    all_faces: bool = option(
+        False,
+        "per-frame rows for every tracked face, not only the main one (the clip label still "
+        "comes from the main face)",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,54 +25,13 @@ from emovlm.backends.transformers_vlm import TransformersVLM
 from emovlm.errors import InputError, MediaError, MissingDependencyError
 from emovlm.train.instructions import View, ViewBuilder, answer_text
 from emovlm.train.progress import TrainingProgress
-from emovlm.train.samplers import SAMPLERS, make_sampler
+from emovlm.train.samplers import make_sampler
+from emovlm.train.settings import LoraSettings
 from emovlm.types import Sample
 
-DEFAULT_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-"""The language model's attention projections, LoRA's usual targets."""
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
 _IGNORE = -100  # label of tokens without loss (prompt and padding)
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    """LoRA shape, optimiser, batching and sampling settings of one fine-tuning run.
-
-    `batch_size` examples go through the model at once; gradients of `grad_accum` such batches
-    are summed before each optimiser step. The learning rate is constant.
-    """
-
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    targets: tuple[str, ...] = DEFAULT_TARGETS
-    learning_rate: float = 2e-4
-    weight_decay: float = 0.0
-    epochs: int = 3
-    batch_size: int = 1
-    grad_accum: int = 4
-    max_grad_norm: float = 1.0
-    gradient_checkpointing: bool = False
-    sampler: str = "instance"
-    seed: int = 0
-
-    def check(self) -> None:
-        """Refuse impossible settings with one clear error."""
-        if self.sampler not in SAMPLERS:
-            raise InputError(
-                f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}"
-            )
-        if min(self.rank, self.alpha, self.epochs, self.batch_size, self.grad_accum) < 1:
-            raise InputError(
-                "--lora-rank, --lora-alpha, --epochs, --batch-size and --grad-accum must be ≥ 1"
-            )
-        if not 0 <= self.dropout < 1 or self.learning_rate <= 0 or self.weight_decay < 0:
-            raise InputError(
-                "--lora-dropout must be in [0, 1), --learning-rate above 0, --weight-decay ≥ 0"
-            )
-        if not self.targets:
-            raise InputError("--lora-targets needs at least one module name, e.g. q_proj,v_proj")
 
 
 @dataclass

@@ -18,43 +18,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from emovlm.backends.expression.heads import HEAD_KINDS, Head, build_head, clip_probabilities
+from emovlm.backends.expression.heads import Head, build_head, clip_probabilities
 from emovlm.errors import InputError
 from emovlm.labels import LabelSpace
 from emovlm.train.features import FrameFeatures
 from emovlm.train.progress import TrainingProgress
-from emovlm.train.samplers import SAMPLERS, make_sampler
+from emovlm.train.samplers import make_sampler
+from emovlm.train.settings import HeadSettings
 from emovlm.train.trainset import check_classes, label_counts
-
-
-@dataclass(frozen=True)
-class HeadSettings:
-    """How a head is trained: its kind, the class sampler, and the optimiser's settings."""
-
-    kind: str = "linear"
-    sampler: str = "class-balanced"
-    epochs: int = 10
-    batch_size: int = 16
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-4
-    hidden: int = 64
-    seed: int = 0
-    allow_missing_classes: bool = False
-
-    def check(self) -> None:
-        """Refuse unknown names and impossible numbers with one clear error."""
-        if self.kind not in HEAD_KINDS:
-            raise InputError(
-                f"unknown head kind {self.kind!r}; choose one of: {', '.join(HEAD_KINDS)}"
-            )
-        if self.sampler not in SAMPLERS:
-            raise InputError(
-                f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}"
-            )
-        if self.epochs < 1 or self.batch_size < 1 or self.hidden < 1:
-            raise InputError("--epochs, --batch-size and --hidden must each be at least 1")
-        if self.learning_rate <= 0 or self.weight_decay < 0:
-            raise InputError("--learning-rate must be above 0 and --weight-decay 0 or more")
 
 
 @dataclass
