@@ -128,18 +128,6 @@ class CachedVLM:
             request.system,
         )
 
-    def _call(
-        self,
-        mode: Mode,
-        requests: Sequence[VLMRequest],
-        settings: GenerationSettings,
-        labels: Sequence[str] | None,
-    ) -> list[VLMAnswer]:
-        self.backend.preflight(mode)
-        if mode == "score":
-            return self.backend.score(requests, labels or (), settings)
-        return self.backend.generate(requests, settings)
-
     def _answers(
         self,
         mode: Mode,
@@ -147,14 +135,21 @@ class CachedVLM:
         settings: GenerationSettings,
         labels: Sequence[str] | None,
     ) -> list[VLMAnswer]:
+        def call(batch: Sequence[VLMRequest]) -> list[VLMAnswer]:
+            """The wrapped backend's answers to `batch`."""
+            self.backend.preflight(mode)
+            if mode == "score":
+                return self.backend.score(batch, labels or (), settings)
+            return self.backend.generate(batch, settings)
+
         if self.cache is None or not settings.deterministic:
-            return self._call(mode, requests, settings, labels) if requests else []
+            return call(requests) if requests else []
         keys = [self.key(mode, r, settings, labels) for r in requests]
         hits = self.cache.get_many(keys)
         answers = {k: VLMAnswer.from_json(v) for k, v in hits.items()}
         missing = [i for i, k in enumerate(keys) if k not in answers]
         if missing:
-            fresh = self._call(mode, [requests[i] for i in missing], settings, labels)
+            fresh = call([requests[i] for i in missing])
             by_index = dict(zip(missing, fresh, strict=True))
             self.cache.put_many({keys[i]: a.to_json() for i, a in by_index.items() if not a.error})
             return [by_index[i] if i in by_index else answers[keys[i]] for i in range(len(keys))]
