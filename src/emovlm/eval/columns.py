@@ -258,9 +258,7 @@ class ScoreColumns:
         metrics.update(
             collapse_diagnostics(
                 labels,
-                scores["predicted"],
-                scores["support"],
-                scores["recall"],
+                scores,
                 scores["predicted"] - np.diagonal(confusion[:, :k]),
                 confusion[:, :k],
                 n,
@@ -307,9 +305,7 @@ class ScoreColumns:
         metrics.update(
             collapse_diagnostics(
                 labels,
-                scores["predicted"],
-                scores["support"],
-                scores["recall"],
+                scores,
                 scores["false_positives"],
                 cross,
                 n,

@@ -5,7 +5,7 @@ The array functions accept leading batch axes so the bootstrap can evaluate them
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -90,17 +90,17 @@ def find_sink(
 
 def collapse_diagnostics(
     labels: Sequence[str],
-    predicted: np.ndarray,
-    support: np.ndarray,
-    recall: np.ndarray,
+    scores: Mapping[str, np.ndarray],
     false_positives: np.ndarray,
     cross_counts: np.ndarray,
     n_samples: int,
 ) -> dict:
     """Shares, sink, KL(predicted ‖ gold) and head/tail recall for one scored set, JSON-ready.
 
+    `scores` holds the per-label counts `predicted` and `support` and the per-label `recall`.
     Shares are per sample: the share of samples answered (or labelled) with each label.
     """
+    predicted, support, recall = scores["predicted"], scores["support"], scores["recall"]
     predicted_share = safe_divide(predicted, n_samples)
     gold_share = safe_divide(support, n_samples)
     head, tail = head_tail_split(support)
