@@ -34,38 +34,41 @@ def locate_file(
     root: Path, given: str | Path | None, candidates: Sequence[str], *, what: str, option: str
 ) -> Path:
     """The annotation file the user named, else the first default that exists, else an error."""
-    if given is not None:
-        path = under(root, given)
-        if not path.is_file():
-            raise InputError(f"{what} {path} does not exist; check the {option}= option")
-        return path
-    found = find_first(root, candidates, want_dir=False)
-    if found is None:
-        expected = " or ".join(str(root / c) for c in candidates)
-        raise InputError(
-            f"{what} not found: expected {expected}; check --root, "
-            f"or name the file with {option}=PATH"
-        )
-    return found
+    return _locate(root, given, candidates, what=what, option=option, want_dir=False)
 
 
 def locate_dir(
     root: Path, given: str | Path | None, candidates: Sequence[str], *, what: str, option: str
 ) -> Path:
     """The media folder the user named, else the first default that exists, else an error."""
+    return unwrap_nested(_locate(root, given, candidates, what=what, option=option, want_dir=True))
+
+
+def _locate(
+    root: Path,
+    given: str | Path | None,
+    candidates: Sequence[str],
+    *,
+    what: str,
+    option: str,
+    want_dir: bool,
+) -> Path:
+    """The folder (or file) the user named, else the first candidate that exists, else an error
+    naming the places looked at and the option that names it."""
     if given is not None:
         path = under(root, given)
-        if not path.is_dir():
-            raise InputError(f"{what} {path} is not a folder; check the {option}= option")
-        return unwrap_nested(path)
-    found = find_first(root, candidates, want_dir=True)
+        if not (path.is_dir() if want_dir else path.is_file()):
+            problem = "is not a folder" if want_dir else "does not exist"
+            raise InputError(f"{what} {path} {problem}; check the {option}= option")
+        return path
+    found = find_first(root, candidates, want_dir=want_dir)
     if found is None:
-        expected = ", ".join(str(root / c) for c in candidates)
+        expected = " or ".join(str(root / c) for c in candidates)
         raise InputError(
             f"{what} not found under {root} (looked for {expected}); check --root, or name the "
-            f"folder with {option}=PATH"
+            f"{'folder' if want_dir else 'file'} with {option}=PATH"
         )
-    return unwrap_nested(found)
+    return found
 
 
 def unwrap_nested(folder: Path) -> Path:
