@@ -20,11 +20,11 @@ from emovlm.recognizers.settings import GROUPS, RECOGNIZER_SETTINGS, owner, refu
 PANEL = "Recognizer options · {}"
 
 
-def _flag_type(hint: Any) -> type:
-    """The CLI type of a settings field: its own, without None; closed choices as text."""
-    if typing.get_origin(hint) is not typing.Literal:
+def flag_type(hint: Any) -> type:
+    """The CLI type of a settings field: its own, without None; choices and lists as text."""
+    if typing.get_origin(hint) not in (typing.Literal, tuple):
         hint = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
-    return str if typing.get_origin(hint) is typing.Literal else hint
+    return str if typing.get_origin(hint) in (typing.Literal, tuple) else hint
 
 
 @functools.cache
@@ -45,46 +45,59 @@ def recognizer_options() -> dict[str, tuple[type, str, str]]:
         for f in fields(cls):
             if f.name in users and f.name not in options and owner(f.name) is cls:
                 text = f"{f.metadata['help']} [{', '.join(users[f.name])}]"
-                options[f.name] = (_flag_type(hints[f.name]), text, panel)
+                options[f.name] = (flag_type(hints[f.name]), text, panel)
     return options
 
 
-def with_recognizer_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add every recognizer setting as an option (default None: only given flags count) to a
-    command; it receives the given ones as `recognizer_options`. Settings the command declares
-    itself (e.g. `predict --all-faces`) are left to it."""
-    signature = inspect.signature(command)
-    hints = typing.get_type_hints(command, include_extras=True)
-    base = [
-        p.replace(annotation=hints.get(p.name, p.annotation))
-        for p in signature.parameters.values()
-        if p.name != "recognizer_options"
-    ]
-    own = {p.name for p in base}
-    added = {k: v for k, v in recognizer_options().items() if k not in own}
-    extra = [
-        inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=None,
-            annotation=Annotated[
-                kind | None, typer.Option(help=escape(text), rich_help_panel=panel)
-            ],
-        )
-        for name, (kind, text, panel) in added.items()
-    ]
+def with_options(
+    table: Mapping[str, tuple[type, str, str]], into: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add an option per `table` entry (name → CLI type, help, panel) to a command.
 
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        chosen = {k: kwargs.pop(k) for k in added if kwargs.get(k) is not None}
-        for k in added:
-            kwargs.pop(k, None)
-        return command(**kwargs, recognizer_options=chosen)
+    The options default to None, so only given flags count; the command receives the given ones
+    as the dict keyword `into`. Entries the command declares itself are left to it.
+    """
 
-    parameters = base + extra
-    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
-    return wrapper
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command)
+        hints = typing.get_type_hints(command, include_extras=True)
+        base = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in signature.parameters.values()
+            if p.name != into
+        ]
+        own = {p.name for p in base}
+        added = {k: v for k, v in table.items() if k not in own}
+        extra = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[
+                    kind | None, typer.Option(help=escape(text), rich_help_panel=panel)
+                ],
+            )
+            for name, (kind, text, panel) in added.items()
+        ]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            chosen = {k: kwargs.pop(k) for k in added if kwargs.get(k) is not None}
+            for k in added:
+                kwargs.pop(k, None)
+            return command(**kwargs, **{into: chosen})
+
+        parameters = base + extra
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        return wrapper
+
+    return decorate
+
+
+with_recognizer_options = with_options(recognizer_options(), "recognizer_options")
+"""Every recognizer setting as an option; the command receives the given ones as
+`recognizer_options` (settings it declares itself, e.g. `predict --all-faces`, are left to it)."""
 
 
 def build_recognizer(name: str, label_space: LabelSpace, options: Mapping[str, Any]) -> Recognizer:

@@ -73,8 +73,9 @@ def measure_prior(
 
     entry = source_entry(run_dir, key)
     name, stored = entry["recognizer"]["name"], entry["recognizer"]["config"]
-    accepted = inspect.signature(RECOGNIZERS.get(name)).parameters
-    options = {k: v for k, v in stored.items() if k in accepted and v is not None}
+    accepted = set(inspect.signature(RECOGNIZERS.get(name)).parameters) - {"settings"}
+    recorded = stored.get("settings", stored)  # the settings object's fields (older runs: flat)
+    options = {k: v for k, v in recorded.items() if k in accepted and v is not None}
     if "faces" in accepted:
         options["faces"] = "none"
     options.update(overrides or {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import typing
 from dataclasses import fields
 from pathlib import Path
@@ -19,7 +20,15 @@ from emovlm.commands._dataset_options import (
     LabelSet,
     parse_pairs,
 )
+from emovlm.commands._recognizer_options import flag_type, with_options
 from emovlm.errors import InputError
+from emovlm.train.settings import (
+    SAMPLER_HELP,
+    FaceSettings,
+    HeadSettings,
+    LoraSettings,
+    VLMSettings,
+)
 
 _TRAIN = "Training (both targets)"
 _SPECIALIST = "Specialist head [--target specialist]"
@@ -49,6 +58,50 @@ def open_split(
     return open_dataset(dataset, root, split=split, fold=fold or 1, **options)
 
 
+TARGET_SETTINGS: dict[str, tuple[type, type]] = {
+    "specialist": (HeadSettings, FaceSettings),
+    "vlm": (LoraSettings, VLMSettings),
+}
+"""The settings classes each target's flags fill."""
+
+
+def _shown(value: Any) -> str:
+    """A default as the help shows it."""
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value) if value not in (None, "") else "none"
+
+
+@functools.cache
+def finetune_options() -> tuple[dict[str, tuple[type, str, str]], dict[str, list[str]]]:
+    """Each training setting as an option (CLI type, help, panel), and the targets it applies to.
+
+    A flag is the field's name (or its metadata's `flag`); the help is the field's, with each
+    target's default; the panel says which targets it applies to.
+    """
+    defaults: dict[str, dict[str, Any]] = {}
+    first: dict[str, tuple[Any, Any]] = {}
+    for target, classes in TARGET_SETTINGS.items():
+        for cls in classes:
+            hints = typing.get_type_hints(cls)
+            for f in fields(cls):
+                name = f.metadata.get("flag") or f.name
+                defaults.setdefault(name, {})[target] = f.default
+                first.setdefault(name, (f, hints[f.name]))
+    defaults["allow_missing_classes"]["vlm"] = False  # an argument of finetune_vlm itself
+    del defaults["sampler"]  # the command's own --sampler: class-balanced for both targets
+    table = {}
+    for name, by_target in defaults.items():
+        f, hint = first[name]
+        values = {_shown(v) for v in by_target.values()}
+        each = ", ".join(f"{t} {_shown(v)}" for t, v in by_target.items())
+        default = each if len(values) > 1 else values.pop()
+        panel = _TRAIN if len(by_target) > 1 else _SPECIALIST if "specialist" in by_target else _VLM
+        table[name] = (flag_type(hint), f"{f.metadata['help']} (default: {default})", panel)
+    return table, {name: list(by_target) for name, by_target in defaults.items()}
+
+
+@with_options(finetune_options()[0], "options")
 def finetune_command(
     dataset: DatasetName = None,
     root: DatasetRoot = None,
@@ -74,124 +127,14 @@ def finetune_command(
         ),
     ] = "specialist",
     sampler: Annotated[
-        str,
-        typer.Option(
-            help="instance | class-balanced | square-root | progressive", rich_help_panel=_TRAIN
-        ),
+        str, typer.Option(help=f"{SAMPLER_HELP} (both targets)", rich_help_panel=_TRAIN)
     ] = "class-balanced",
-    epochs: Annotated[
-        int | None, typer.Option(help="(default: specialist 10, vlm 3)", rich_help_panel=_TRAIN)
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="(default: specialist 16, vlm 1)", rich_help_panel=_TRAIN)
-    ] = None,
-    learning_rate: Annotated[
-        float | None,
-        typer.Option(help="(default: specialist 3e-3, vlm 2e-4)", rich_help_panel=_TRAIN),
-    ] = None,
-    weight_decay: Annotated[
-        float | None, typer.Option(help="AdamW weight decay", rich_help_panel=_TRAIN)
-    ] = None,
-    seed: Annotated[
-        int,
-        typer.Option(help="seed of sampling, initialisation and bootstrap", rich_help_panel=_TRAIN),
-    ] = 0,
-    allow_missing_classes: Annotated[
-        bool,
-        typer.Option(
-            help="train even when some classes have no training samples", rich_help_panel=_TRAIN
-        ),
-    ] = False,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="specialist: fer-xception | faceapi; vlm: base model folder (required)",
-            rich_help_panel=_TRAIN,
-        ),
-    ] = None,
-    frames: Annotated[
-        str | None,
-        typer.Option(
-            help="frame sampler (default: specialist all, vlm uniform:8)", rich_help_panel=_TRAIN
-        ),
-    ] = None,
-    faces: Annotated[
-        str | None,
-        typer.Option(
-            help="mtcnn | haar | none (default: specialist mtcnn, vlm none)", rich_help_panel=_TRAIN
-        ),
-    ] = None,
-    face_step: Annotated[
-        int | None, typer.Option(help="detect faces every N-th frame", rich_help_panel=_TRAIN)
-    ] = None,
-    device: Annotated[
-        str, typer.Option(help="torch device, e.g. cpu or cuda", rich_help_panel=_TRAIN)
-    ] = "cpu",
-    head_kind: Annotated[
-        str | None,
-        typer.Option(help="linear | temporal (default: linear)", rich_help_panel=_SPECIALIST),
-    ] = None,
-    hidden: Annotated[
-        int | None,
-        typer.Option(help="temporal head width (default: 64)", rich_help_panel=_SPECIALIST),
-    ] = None,
-    min_face: Annotated[
-        float | None,
-        typer.Option(
-            help="smallest face as a share of the shorter side (mtcnn)", rich_help_panel=_SPECIALIST
-        ),
-    ] = None,
     feature_cache: Annotated[
         Path | None,
         typer.Option(
             help="feature cache folder (default: emovlm cache/features)",
             rich_help_panel=_SPECIALIST,
         ),
-    ] = None,
-    lora_rank: Annotated[
-        int | None, typer.Option(help="LoRA rank r (default: 8)", rich_help_panel=_VLM)
-    ] = None,
-    lora_alpha: Annotated[
-        int | None, typer.Option(help="LoRA alpha (default: 16)", rich_help_panel=_VLM)
-    ] = None,
-    lora_dropout: Annotated[
-        float | None, typer.Option(help="LoRA dropout (default: 0.05)", rich_help_panel=_VLM)
-    ] = None,
-    lora_targets: Annotated[
-        str | None,
-        typer.Option(
-            help="comma-separated layer names in the language model (default: q_proj,k_proj,v_proj,o_proj)",
-            rich_help_panel=_VLM,
-        ),
-    ] = None,
-    grad_accum: Annotated[
-        int | None,
-        typer.Option(help="batches per optimiser step (default: 4)", rich_help_panel=_VLM),
-    ] = None,
-    gradient_checkpointing: Annotated[
-        bool | None,
-        typer.Option(help="recompute activations to save memory", rich_help_panel=_VLM),
-    ] = None,
-    dtype: Annotated[
-        str | None, typer.Option(help="float32 | bfloat16 | float16", rich_help_panel=_VLM)
-    ] = None,
-    image_size: Annotated[
-        int | None, typer.Option(help="longest image side (default: 448)", rich_help_panel=_VLM)
-    ] = None,
-    prompt: Annotated[
-        str | None, typer.Option(help="prompt template name or file", rich_help_panel=_VLM)
-    ] = None,
-    person: Annotated[
-        str | None, typer.Option(help="box | crop (EMOTIC's person)", rich_help_panel=_VLM)
-    ] = None,
-    max_labels: Annotated[
-        int | None, typer.Option(help="k of 'up to k labels' prompts", rich_help_panel=_VLM)
-    ] = None,
-    mode: Annotated[
-        str | None, typer.Option(help="evaluation: generate | score", rich_help_panel=_VLM)
-    ] = None,
-    max_new_tokens: Annotated[
-        int | None, typer.Option(help="longest answer at evaluation", rich_help_panel=_VLM)
     ] = None,
     run_dir: Annotated[
         Path | None,
@@ -215,6 +158,8 @@ def finetune_command(
         int, typer.Option(help="bootstrap resamples", rich_help_panel=_RUN)
     ] = 1000,
     progress: Annotated[bool, typer.Option(help="show progress bars", rich_help_panel=_RUN)] = True,
+    *,
+    options: dict[str, Any],
 ) -> None:
     """Fine-tune on a dataset's training split and compare per-class recall on its test split.
 
@@ -230,82 +175,46 @@ def finetune_command(
       emovlm finetune --target vlm --dataset emotic --root /data/EMOTIC --model ./Qwen2-VL-2B-Instruct \\
           --train-limit 100 --epochs 3 --gradient-checkpointing --dtype bfloat16 --device cuda
     """
-    given = {k: v for k, v in locals().items() if v is not None}
     if target not in TARGETS:
         raise InputError(f"unknown --target {target!r}; choose specialist or vlm")
-    other = _SPECIALIST if target == "vlm" else _VLM
-    wrong = [k for k in given if k in _panel_flags(other)]
+    wrong = [k for k in options if target not in finetune_options()[1][k]]
     if wrong:
         flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
         raise InputError(f"{flags} does not apply to --target {target}")
     location = {"fold": fold, "label_set": label_set, "dataset_option": dataset_option}
     train_data = open_split(dataset, root, train_split, **location)
     eval_data = open_split(dataset, root, split, **location) if evaluate else None
+    options = {**options, "sampler": sampler}
     folder = run_dir or Path(f"runs/finetune-{dataset}-{target}-{sampler}")
-    run = {"resume": resume, "progress": progress, "n_bootstrap": bootstrap, "seed": seed}
+    run = {"resume": resume, "progress": progress, "n_bootstrap": bootstrap}
+    run["seed"] = options.get("seed", 0)
     if target == "specialist":
-        summary = _specialist(given, train_data, eval_data, folder, train_limit, run)
+        from emovlm.train.finetune_specialist import finetune_specialist
+
+        head, faces = (_settings(cls, options) for cls in TARGET_SETTINGS[target])
+        summary = finetune_specialist(
+            train_data,
+            eval_data,
+            folder,
+            head=head,
+            faces=faces,
+            train_limit=train_limit,
+            feature_cache=feature_cache,
+            **run,
+        )
     else:
-        summary = _vlm(given, train_data, eval_data, folder, train_limit, run)
+        summary = _vlm(options, train_data, eval_data, folder, train_limit, run)
     _print_summary(summary)
 
 
-def _groups(target: str) -> list[tuple[str, type]]:
-    """The settings classes a target's flags fill, each with its flag prefix (--lora-rank → rank)."""
-    if target == "specialist":
-        from emovlm.train.finetune_specialist import FaceSettings
-        from emovlm.train.specialist import HeadSettings
-
-        return [("head_", HeadSettings), ("", FaceSettings)]
-    from emovlm.train.finetune_vlm import VLMSettings
-    from emovlm.train.lora import LoraSettings
-
-    return [("lora_", LoraSettings), ("", VLMSettings)]
-
-
-def _panel_flags(panel: str) -> set[str]:
-    """The flags of `finetune` shown in one help panel (those of one target only)."""
-    hints = typing.get_type_hints(finetune_command, include_extras=True)
-    return {
-        name
-        for name, hint in hints.items()
-        if any(
-            getattr(m, "rich_help_panel", None) == panel for m in getattr(hint, "__metadata__", ())
-        )
-    }
-
-
-def _settings(cls: type, prefix: str, given: dict[str, Any]) -> Any:
-    """`cls` with each field taken from the flag --PREFIX-FIELD, else --FIELD, when given."""
+def _settings(cls: type, given: dict[str, Any]) -> Any:
+    """`cls` with each field taken from its flag, when given."""
     values = {}
     for f in fields(cls):
-        flag = next((n for n in (prefix + f.name, f.name) if n in given), None)
-        if flag is not None:
-            values[f.name] = given[flag]
+        name = f.metadata.get("flag") or f.name
+        if name in given:
+            values[f.name] = given[name]
     return cls(**values)
-
-
-def _specialist(
-    given: dict[str, Any],
-    train_data: Any,
-    eval_data: Any,
-    folder: Path,
-    limit: int | None,
-    run: dict,
-) -> Any:
-    from emovlm.train.finetune_specialist import finetune_specialist
-
-    head, faces = (_settings(cls, prefix, given) for prefix, cls in _groups("specialist"))
-    return finetune_specialist(
-        train_data,
-        eval_data,
-        folder,
-        head=head,
-        faces=faces,
-        train_limit=limit,
-        feature_cache=given.get("feature_cache"),
-        **run,
-    )
 
 
 def _vlm(
@@ -324,14 +233,14 @@ def _vlm(
         given["lora_targets"] = tuple(
             t.strip() for t in given["lora_targets"].split(",") if t.strip()
         )
-    lora, vlm = (_settings(cls, prefix, given) for prefix, cls in _groups("vlm"))
+    lora, vlm = (_settings(cls, given) for cls in TARGET_SETTINGS["vlm"])
     return finetune_vlm(
         train_data,
         eval_data,
         folder,
         vlm=vlm,
         lora=lora,
-        allow_missing_classes=given["allow_missing_classes"],
+        allow_missing_classes=given.get("allow_missing_classes", False),
         train_limit=limit,
         **run,
     )

@@ -25,7 +25,7 @@ from emovlm.recognizers.settings import (
 DEFAULT_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 """The language model's attention projections, LoRA's usual targets."""
 
-_SAMPLER = "instance | class-balanced | square-root | progressive"
+SAMPLER_HELP = "instance | class-balanced | square-root | progressive"
 
 
 def _check_sampler(sampler: str) -> None:
@@ -40,7 +40,7 @@ class HeadSettings(Settings):
     """Specialist head: its kind, the class sampler, and the optimiser's settings."""
 
     kind: str = option("linear", "linear | temporal", flag="head_kind")
-    sampler: str = option("class-balanced", _SAMPLER)
+    sampler: str = option("class-balanced", SAMPLER_HELP)
     epochs: int = option(10, "passes over the training split")
     batch_size: int = option(16, "samples per optimiser step (LoRA: per forward pass)")
     learning_rate: float = option(3e-3, "AdamW learning rate")
