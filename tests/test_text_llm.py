@@ -11,12 +11,15 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from emovlm.assets import cache_dir
 from emovlm.backends.text_llm import (
+    CONVERTED_MARK,
     DEFAULT_TEXT_LLM,
     GEMMA_SHA256,
     OpenAITextLLM,
     TransformersTextLLM,
     build_text_llm,
+    converted_folder,
 )
 from emovlm.backends.vlm import GenerationSettings, VLMRequest
 from emovlm.errors import InputError
@@ -166,7 +169,11 @@ def test_wrong_combinations_are_refused_with_the_fix() -> None:
 
 
 @pytest.mark.slow
-def test_the_offline_default_is_gemma_3_270m_from_pypi_and_answers() -> None:
+def test_the_offline_default_is_gemma_3_270m_from_pypi_and_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "assets").symlink_to(cache_dir() / "assets", target_is_directory=True)
+    monkeypatch.setenv("EMOVLM_CACHE", str(tmp_path))
     llm = TransformersTextLLM()
     assert llm.fingerprint()["files"] == GEMMA_SHA256
     assert llm.files.gguf_file == "gemma-3-270m-q4_k_m.gguf"
@@ -175,3 +182,15 @@ def test_the_offline_default_is_gemma_3_270m_from_pypi_and_answers() -> None:
     assert answer.text and answer.cost.output_tokens == 4 and not answer.error
     [scored] = llm.score([prompt], ("Paris", "London"), GenerationSettings())
     assert scored.label_logprobs["Paris"] > scored.label_logprobs["London"]
+    converted = converted_folder(llm.files)
+    assert converted is not None and (converted / CONVERTED_MARK).is_file()
+    assert llm.loaded_from == llm.files.folder
+    again = TransformersTextLLM()
+    assert again.fingerprint() == llm.fingerprint()
+    again.load_model()
+    assert again.loaded_from == converted
+    [scored_again] = again.score([prompt], ("Paris", "London"), GenerationSettings())
+    for label, logprob in scored.label_logprobs.items():
+        assert scored_again.label_logprobs[label] == pytest.approx(logprob, abs=1e-4)
+    [answer_again] = again.generate([prompt], GenerationSettings(max_new_tokens=4))
+    assert answer_again.text == answer.text

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+import logging
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import save_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, BatchEncoding
 
 from emovlm.assets import ASSETS, asset_path, cache_dir
@@ -35,6 +40,9 @@ GEMMA_PARTS = tuple(f"gemma3-270m-gguf-part{i}" for i in range(4))
 """Asset names of the four chunks that, joined in order, are the Gemma 3 270M GGUF file."""
 GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+CONVERTED_MARK = "emovlm-converted"
+"""File written last into a converted GGUF copy: the copy is complete."""
+logger = logging.getLogger(__name__)
 
 TEXT_LLM_BACKENDS: Registry[VLM] = Registry("text LLM backend")
 """Text LLM backends by name (called with keyword settings, like VLM backends)."""
@@ -116,6 +124,38 @@ def locate_text_model(model: str) -> TextModelSource:
     return TextModelSource(resolve_model_source(model), None)
 
 
+def converted_folder(files: TextModelSource) -> Path | None:
+    """Where a GGUF model's dequantized float32 copy is kept (None for a model folder)."""
+    if not files.gguf_file:
+        return None
+    stem = Path(files.gguf_file).stem
+    return cache_dir() / "converted" / f"{stem}-{files.fingerprint()[:16]}"
+
+
+def save_converted(model: Any, tokenizer: Any, folder: Path) -> None:
+    """Keep a GGUF model as an ordinary model folder, so later loads skip reading the GGUF.
+
+    Parsing a GGUF's metadata and dequantizing its tensors takes tens of seconds on a CPU, three
+    times per load (config, tokenizer, weights); the float32 copy holds exactly the weights that
+    loading the GGUF gives, and loads in a few seconds. Written beside and renamed into place, so
+    processes loading at the same time never read a half-written copy.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        (partial / "config.json").write_text(json.dumps(config, indent=1))
+        save_model(model, str(partial / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save_pretrained(partial)
+        (partial / CONVERTED_MARK).write_text("complete\n")
+        partial.rename(folder)
+    except OSError as exc:
+        logger.info("no converted copy of the GGUF model kept in %s (%s)", folder.parent, exc)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class _TokenizerOnly:
     """Stands where a VLM's processor stands: text models have only a tokenizer."""
@@ -144,6 +184,8 @@ class TransformersTextLLM(TransformersVLM):
         self.files = locate_text_model(model)
         super().__init__(str(self.files.folder), device=device, dtype=dtype, batch_size=batch_size)
         self.model_name = model
+        self.loaded_from: Path | None = None
+        """The folder the weights were read from: the model's, or a GGUF's converted copy."""
 
     @functools.cached_property
     def _fingerprint(self) -> dict[str, Any]:
@@ -159,12 +201,15 @@ class TransformersTextLLM(TransformersVLM):
         """Load the tokenizer and causal LM (GGUF included) once; later calls reuse them."""
         if self._loaded is not None:
             return self._loaded
-        gguf = {"gguf_file": self.files.gguf_file} if self.files.gguf_file else {}
+        converted = converted_folder(self.files)
+        ready = converted is not None and (converted / CONVERTED_MARK).is_file()
+        source, gguf = (converted, {}) if ready else (self.source, self._gguf_kwargs())
+        self.loaded_from = source
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self.source, **gguf)
-            model = AutoModelForCausalLM.from_pretrained(
-                self.source, dtype=DTYPES[self.dtype], **gguf
-            )
+            tokenizer = AutoTokenizer.from_pretrained(source, **gguf)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[self.dtype], **gguf)
+            if converted is not None and not ready and self.dtype == "float32":
+                save_converted(model, tokenizer, converted)
         except (OSError, ValueError, KeyError, ImportError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else ""
             raise BackendError(
@@ -180,6 +225,9 @@ class TransformersTextLLM(TransformersVLM):
             model, _TokenizerOnly(tokenizer), False, (), context_limit(model)
         )
         return self._loaded
+
+    def _gguf_kwargs(self) -> dict[str, str]:
+        return {"gguf_file": self.files.gguf_file} if self.files.gguf_file else {}
 
     def encode(self, loaded: LoadedModel, batch: Sequence[VLMRequest]) -> BatchEncoding:
         """Prompts as chats (with a chat template) or plain text (without), left-padded."""
