@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from emovlm.commands._recognizer_options import build_recognizer, with_recognizer_options
+from emovlm.commands._run_options import Bootstrap, BootstrapSeed, ConfigKey, RunFolder
 from emovlm.errors import InputError
 from emovlm.eval.calibration import (
     CONTENT_FREE_KINDS,
@@ -236,11 +237,9 @@ def _plain(options: Mapping[str, Any]) -> dict[str, Any]:
 
 @with_recognizer_options
 def calibrate(
-    run_dir: Annotated[Path, typer.Argument(help="run folder written by `emovlm eval --run-dir`")],
+    run_dir: RunFolder,
     method: Annotated[str, typer.Option(help="contextual | batch")],
-    key: Annotated[
-        str | None, typer.Option(help="configuration key when the folder holds several")
-    ] = None,
+    key: ConfigKey = None,
     prior: Annotated[
         Path | None,
         typer.Option(help="contextual: prior JSON ({label: p}); default: measure it now"),
@@ -253,8 +252,8 @@ def calibrate(
         int,
         typer.Option(help="batch: >1 refines the prior until the mean answer is uniform"),
     ] = 1,
-    bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for intervals")] = 1000,
-    seed: Annotated[int, typer.Option(help="seed of the bootstrap")] = 0,
+    bootstrap: Bootstrap = 1000,
+    seed: BootstrapSeed = 0,
     *,
     recognizer_options: dict[str, Any],
 ) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from emovlm.commands._run_options import Bootstrap
 from emovlm.errors import InputError
 from emovlm.eval.longtail import DEFINITIONS, LANGUAGES, diagnose_longtail
 from emovlm.eval.plots import confusion_png, labelled_scatter_png, shares_png
@@ -53,9 +54,7 @@ def diagnose(
         ),
     ] = None,
     balance_seed: Annotated[int, typer.Option(help="seed of the balanced subset")] = 0,
-    bootstrap: Annotated[
-        int, typer.Option(help="bootstrap resamples for the intervals (0: none)")
-    ] = 1000,
+    bootstrap: Bootstrap = 1000,
     seed: Annotated[int, typer.Option(help="seed of the bootstrap and permutations")] = 0,
 ) -> None:
     """Per-class F1 against the label word's frequency (English, Chinese) and the class's share.
@@ -67,8 +66,6 @@ def diagnose(
 
         emovlm diagnose dfew.csv -l dfew --pred-column gpt4v --out diag/ --balanced min
     """
-    if bootstrap < 0:
-        raise InputError(f"--bootstrap must be 0 (no intervals) or more, not {bootstrap}")
     if source.is_dir():
         metrics, predictions, gold, space, default_out = _from_run(source, key, bootstrap, seed)
     else:

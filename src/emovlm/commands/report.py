@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 from rich.console import Console
+
+from emovlm.commands._run_options import Bootstrap, BootstrapSeed, ConfigKey, RunFolder
 
 _HEADLINE = ("uar", "war", "macro_f1", "map")
 
 
 def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="run folder written by `emovlm eval --run-dir`")],
-    key: Annotated[
-        str | None,
-        typer.Option(help="configuration key (or a unique prefix) when the folder holds several"),
-    ] = None,
-    bootstrap: Annotated[
-        int, typer.Option(help="bootstrap resamples for confidence intervals")
-    ] = 1000,
-    seed: Annotated[int, typer.Option(help="seed of the bootstrap")] = 0,
+    run_dir: RunFolder,
+    key: ConfigKey = None,
+    bootstrap: Bootstrap = 1000,
+    seed: BootstrapSeed = 0,
 ) -> None:
     """Rebuild metrics.json, report.md and report.html from a run folder's store.sqlite.
 

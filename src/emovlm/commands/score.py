@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from emovlm.commands._run_options import Bootstrap, BootstrapSeed
 from emovlm.errors import InputError
 from emovlm.eval.report import headline_rows, interval, percent, sink_sentence, write_report
 from emovlm.eval.scoring import score_file
@@ -98,10 +99,8 @@ def score(
     explain: Annotated[
         bool, typer.Option("--explain", help="print, per row, how the answer was read")
     ] = False,
-    bootstrap: Annotated[
-        int, typer.Option("--bootstrap", help="bootstrap resamples for 95% CIs (0: none)")
-    ] = 1000,
-    seed: Annotated[int, typer.Option(help="random seed of the bootstrap")] = 0,
+    bootstrap: Bootstrap = 1000,
+    seed: BootstrapSeed = 0,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="write the full metrics as JSON to this file")
     ] = None,
@@ -123,8 +122,6 @@ def score(
         emovlm score answers.csv -l dfew --explain --extract rules+judge \
           --judge-backend openai --judge-base-url http://127.0.0.1:8000/v1 --judge-model qwen
     """
-    if bootstrap < 0:
-        raise InputError(f"--bootstrap must be 0 (no intervals) or more, not {bootstrap}")
     if extract not in EXTRACT_MODES:
         raise InputError(
             f"--extract {extract!r} is unknown; choose one of: {', '.join(EXTRACT_MODES)}"
