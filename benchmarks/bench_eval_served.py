@@ -4,9 +4,11 @@ Each case runs the command line in its own process (CLI, dataset, executor, resp
 answer parser, run store, report) against tests/openai_server.py served from another process
 with a latency profile, and compares the requests per second the server saw, from the first
 sample request to the last answer, with concurrency ÷ the mean latency of the requests served.
+"Drain" is the time from the last request's arrival to the last answer: the run's tail, which a
+finite run cannot overlap (in the spiky profile up to 2 s), so short runs cannot reach the ideal.
 
-    .venv/bin/python benchmarks/bench_eval_served.py                       # this tree
-    PYTHONPATH=/tmp/before/src .venv/bin/python benchmarks/bench_eval_served.py   # another tree
+    .venv/bin/python benchmarks/bench_eval_served.py                        # this tree
+    .venv/bin/python benchmarks/bench_eval_served.py --before /tmp/before/src   # and another, case by case
 """
 
 from __future__ import annotations
@@ -51,12 +53,13 @@ def serve(profile: str, scale: float, port_file: Path) -> None:
     as one JSON line."""
     latency = PROFILES[profile]
     served: list[float] = []
-    times = {"first": 0.0, "last": 0.0}
+    times = {"first": 0.0, "last": 0.0, "last_request": 0.0}
 
     def timed(number: int) -> float:
         seconds = scale * latency(number)
         served.append(seconds)
-        times["first"] = times["first"] or time.perf_counter()
+        times["last_request"] = time.perf_counter()
+        times["first"] = times["first"] or times["last_request"]
         return seconds
 
     behaviour = Behaviour(latency_of=timed, decode_images=False)
@@ -77,6 +80,7 @@ def serve(profile: str, scale: float, port_file: Path) -> None:
                     "answered": server.answered,
                     "mean_latency": sum(served) / max(1, len(served)),
                     "window_seconds": times["last"] - times["first"],
+                    "drain_seconds": times["last"] - times["last_request"],
                     "max_in_flight": server.max_in_flight,
                     "cpu_seconds": _cpu(resource.RUSAGE_SELF),
                 }
@@ -105,9 +109,12 @@ def write_faces(folder: Path, n: int) -> Path:
     return folder / "manifest.csv"
 
 
-def run_case(profile: str, scale: float, concurrency: int, n: int, work: Path) -> dict[str, float]:
-    """One `emovlm eval` against a fresh server process; the figures of the case."""
-    port_file = work / f"url-{profile}-{scale}-{concurrency}"
+def run_case(
+    profile: str, scale: float, concurrency: int, work: Path, src: Path
+) -> dict[str, float]:
+    """One `emovlm eval` of the emovlm in `src` against a fresh server process; the case's figures."""
+    name = f"{profile}-{scale}-{concurrency}-{abs(hash(src))}"
+    port_file = work / f"url-{name}"
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", profile, "--scale", str(scale)]
         + ["--port-file", str(port_file)],
@@ -119,14 +126,14 @@ def run_case(profile: str, scale: float, concurrency: int, n: int, work: Path) -
     url = port_file.read_text()
     urllib.request.urlopen(f"{url}/models", timeout=10).read()
     manifest = work / "faces" / "manifest.csv"
-    run_dir = work / f"run-{profile}-{scale}-{concurrency}"
+    run_dir = work / f"run-{name}"
     args = [
         "eval", "--dataset", "manifest", "--root", str(manifest), "--label-set", "dfew",
         "--recognizer", "vlm", "--backend", "openai", "--base-url", url, "--model", "tiny-vlm",
         "--frames", "uniform:1", "--concurrency", str(concurrency), "--bootstrap", "200",
         "--run-dir", str(run_dir), "--no-progress",
     ]  # fmt: skip
-    env = {**os.environ, "EMOVLM_CACHE": str(work / f"cache-{profile}-{scale}-{concurrency}")}
+    env = {**os.environ, "EMOVLM_CACHE": str(work / f"cache-{name}"), "PYTHONPATH": str(src)}
     started, cpu = time.perf_counter(), _cpu(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [sys.executable, "-m", "emovlm", *args], env=env, capture_output=True, text=True
@@ -146,6 +153,7 @@ def run_case(profile: str, scale: float, concurrency: int, n: int, work: Path) -
         "ideal": ideal,
         "share": achieved / ideal,
         "wall": wall,
+        "drain": stats["drain_seconds"],
         "max_in_flight": stats["max_in_flight"],
         "client_cpu_ms": 1000 * cpu / samples,
         "server_cpu_ms": 1000 * stats["cpu_seconds"] / samples,
@@ -153,39 +161,60 @@ def run_case(profile: str, scale: float, concurrency: int, n: int, work: Path) -
 
 
 def main() -> None:
-    """Run every case and print a markdown table."""
+    """Run every case (with `--before`, that tree's run first) and print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", choices=sorted(PROFILES), help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--samples", type=int, default=2000, help="samples per case")
+    parser.add_argument("--samples", type=int, default=10000, help="samples per case")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--profiles", nargs="+", default=sorted(PROFILES), choices=PROFILES)
     parser.add_argument(
         "--scale", type=float, nargs="+", default=[1.0], help="latency multipliers to run"
     )
+    parser.add_argument(
+        "--before", type=Path, help="the src folder of another emovlm tree, run in every case too"
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.scale[0], args.port_file)
         return
-    import emovlm
-
-    print(f"emovlm from {Path(emovlm.__file__).parent}, {args.samples} samples per case\n")
+    here = Path(__file__).resolve().parents[1] / "src"
+    trees = ([args.before.resolve()] if args.before else []) + [here]
     print(
-        "| profile | latency × | concurrency | mean latency ms | ideal req/s | achieved req/s | share "
-        "| eval wall s | max in flight | eval CPU ms/req | server CPU ms/req |"
+        f"emovlm from {', '.join(map(str, trees))}; {args.samples} samples per case; "
+        f"{os.cpu_count()} CPUs; load average {_load()} at the start\n"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    before = "before req/s | before share | before drain s | " if args.before else ""
+    print(
+        "| profile | latency × | concurrency | mean latency ms | ideal req/s | "
+        f"{before}achieved req/s | **share** | drain s | eval wall s | max in flight "
+        "| eval CPU ms/req | server CPU ms/req |"
+    )
+    print("|---" * (12 + 3 * bool(args.before)) + "|")
     with tempfile.TemporaryDirectory() as tmp:
         write_faces(Path(tmp) / "faces", args.samples)
         cases = [(p, s, c) for s in args.scale for p in args.profiles for c in args.concurrency]
         for profile, scale, concurrency in cases:
-            f = run_case(profile, scale, concurrency, args.samples, Path(tmp))
+            runs = [run_case(profile, scale, concurrency, Path(tmp), src) for src in trees]
+            f = runs[-1]
+            old = (
+                f"{runs[0]['achieved']:.1f} | {100 * runs[0]['share']:.0f}% | {runs[0]['drain']:.2f} | "
+                if args.before
+                else ""
+            )
             print(
                 f"| {profile} | {scale:g} | {concurrency} | {f['mean_latency_ms']:.0f} | {f['ideal']:.1f} "
-                f"| {f['achieved']:.1f} | {100 * f['share']:.0f}% | {f['wall']:.1f} "
-                f"| {f['max_in_flight']} | {f['client_cpu_ms']:.1f} | {f['server_cpu_ms']:.1f} |",
+                f"| {old}{f['achieved']:.1f} | **{100 * f['share']:.0f}%** | {f['drain']:.2f} "
+                f"| {f['wall']:.1f} | {f['max_in_flight']} | {f['client_cpu_ms']:.1f} "
+                f"| {f['server_cpu_ms']:.1f} |",
                 flush=True,
             )
+    print(f"\nload average {_load()} at the end")
+
+
+def _load() -> str:
+    """The 1-, 5- and 15-minute load averages."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

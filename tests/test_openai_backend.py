@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import math
 import time
@@ -36,16 +35,6 @@ RED, GREEN, BLUE, GREY = (
     solid((0, 0, 250)),
     solid((128,) * 3),
 )
-
-
-TRANSPORTS = ["httpx"] + (["aiohttp"] if importlib.util.find_spec("aiohttp") else [])
-
-
-@pytest.fixture(autouse=True, params=TRANSPORTS)
-def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run every test over the default httpx transport and, when installed, over aiohttp."""
-    monkeypatch.setattr(openai_vlm, "_HAS_AIOHTTP", request.param == "aiohttp")
-    return request.param
 
 
 @pytest.fixture(scope="module")

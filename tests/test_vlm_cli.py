@@ -95,7 +95,7 @@ def test_backends_lists_both_with_what_they_need() -> None:
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.output)}
     assert set(rows) == {"transformers", "openai"}
-    assert rows["openai"]["requires"] == ["openai"] and rows["openai"]["installed"] is True
+    assert rows["openai"]["requires"] == ["aiohttp"] and rows["openai"]["installed"] is True
     assert "transformers" in rows["transformers"]["requires"]
     assert rows["transformers"]["install"] == "pip install 'emovlm[vlm]'"
     table = CliRunner().invoke(cli.app, ["backends"])

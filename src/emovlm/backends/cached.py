@@ -55,36 +55,40 @@ class CachedVLM:
     ) -> VLMAnswer:
         """One answer: from the cache, else from the backend, cached (and committed) on arrival.
 
-        Hashing, cache reads and writes and the preflight run on `pool`, off the event loop.
+        Hashing, the cache lookup and building the request's messages run as one job on `pool`,
+        off the event loop, as do cache writes and the preflight.
         """
         loop = asyncio.get_running_loop()
-        key = None
-        if self.cache is not None and settings.deterministic:
-            key, hit = await loop.run_in_executor(
-                pool, self._lookup, mode, request, settings, labels
-            )
-            if hit is not None:
-                return hit
+        key, hit, messages = await loop.run_in_executor(
+            pool, self._ready, mode, request, settings, labels
+        )
+        if hit is not None:
+            return hit
         if mode not in self._preflighted:
             await loop.run_in_executor(pool, self._preflight_once, mode)
         answer = await self.backend.answer(  # type: ignore[attr-defined]
-            client, request, settings, labels if mode == "score" else None
+            client, request, settings, labels if mode == "score" else None, messages=messages
         )
         if key is not None and not answer.error:
             await loop.run_in_executor(pool, self.cache.put_many, {key: answer.to_json()})  # type: ignore[union-attr]
         return answer
 
-    def _lookup(
+    def _ready(
         self,
         mode: Mode,
         request: VLMRequest,
         settings: GenerationSettings,
         labels: Sequence[str] | None,
-    ) -> tuple[str, VLMAnswer | None]:
-        """The request's cache key and its cached answer, if any."""
-        key = self.key(mode, request, settings, labels)
-        hit = self.cache.get_many([key]).get(key) if self.cache is not None else None
-        return key, None if hit is None else VLMAnswer.from_json(hit)
+    ) -> tuple[str | None, VLMAnswer | None, Any]:
+        """The request's cache key (None: not cached), its cached answer if any, else the
+        backend's messages for it."""
+        key = None
+        if self.cache is not None and settings.deterministic:
+            key = self.key(mode, request, settings, labels)
+            hit = self.cache.get_many([key]).get(key)
+            if hit is not None:
+                return key, VLMAnswer.from_json(hit), None
+        return key, None, self.backend.messages(request)  # type: ignore[attr-defined]
 
     def _preflight_once(self, mode: Mode) -> None:
         with self._preflight_lock:

@@ -196,9 +196,16 @@ class AdaptiveLimiter:
 
     def _wake(self) -> None:
         """Hand free slots to waiters, each on its own loop (call with the lock held)."""
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
         while self._waiters and self.in_flight < self._allowed:
             loop, future = self._waiters.popleft()
             self.in_flight += 1
+            if loop is here:  # no wake-up through the loop's self-pipe
+                loop.call_soon(self._grant, future)
+                continue
             try:
                 loop.call_soon_threadsafe(self._grant, future)
             except RuntimeError:  # that loop is closed: its request is gone, the slot is free

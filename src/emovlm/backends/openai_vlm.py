@@ -10,7 +10,6 @@ limits. The API key is read from an environment variable and is scrubbed from ev
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import os
 import random
@@ -26,10 +25,14 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
-import openai
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletion
 
+from emovlm.backends.chat_http import (
+    ChatHTTP,
+    HTTPFailure,
+    RequestTimeout,
+    StatusError,
+    Unreachable,
+)
 from emovlm.backends.concurrency import AdaptiveLimiter, TokenBucket
 from emovlm.backends.images import jpeg_data_url
 from emovlm.backends.request_tokens import (
@@ -67,7 +70,6 @@ _NO_VIDEO = re.compile(r"video", re.I)
 _TOO_LARGE = re.compile(
     r"too large|too big|exceeds?.{0,30}(size|pixels|dimension)|max.{0,20}(size|pixels)", re.I
 )
-_HAS_AIOHTTP = importlib.util.find_spec("aiohttp") is not None
 _PROBE_VIDEO_FPS = 2.0
 
 
@@ -203,12 +205,9 @@ class OpenAIVLM:
         with self._counts_lock:
             self._counts.update(amounts)
 
-    def _client(self) -> AsyncOpenAI:
-        """A client without its own retries; over aiohttp when installed (40% less CPU per call)."""
-        http = {"http_client": openai.DefaultAioHttpClient()} if _HAS_AIOHTTP else {}
-        return AsyncOpenAI(
-            base_url=self.base_url, api_key=self._key, timeout=self.timeout, max_retries=0, **http
-        )
+    def _client(self) -> ChatHTTP:
+        """A pooled HTTP client for this server (one per event loop), with `concurrency` connections."""
+        return ChatHTTP(self.base_url, self._key, self.timeout, limit=self.concurrency)
 
     # ---- requests ---------------------------------------------------------------------------
 
@@ -234,6 +233,11 @@ class OpenAIVLM:
         if request.system:
             messages.insert(0, {"role": "system", "content": request.system})
         return messages
+
+    def messages(self, request: VLMRequest) -> list[dict[str, Any]]:
+        """The chat messages of a request: images as JPEG, clips as JPEGs or one MP4 (CPU work:
+        callers on an event loop build them on a thread)."""
+        return self._messages(request)
 
     def estimate_tokens(self, request: VLMRequest) -> int:
         """Estimated prompt tokens of a request: text at 4 characters a token, visual by family."""
@@ -274,14 +278,18 @@ class OpenAIVLM:
 
     async def answer(
         self,
-        client: AsyncOpenAI,
+        client: ChatHTTP,
         request: VLMRequest,
         settings: GenerationSettings,
         labels: Sequence[str] | None = None,
+        *,
+        messages: list[dict[str, Any]] | None = None,
     ) -> VLMAnswer:
         """One answer on `client` (from `_client()`), for callers keeping their own window in
-        flight; with `labels`, label log-probabilities as `score`. Never raises, as `_call`."""
-        messages = await asyncio.to_thread(self._messages, request)  # JPEG work off the loop
+        flight; with `labels`, label log-probabilities as `score`; `messages`: the request's
+        `messages(request)` if the caller built them already. Never raises, as `_call`."""
+        if messages is None:
+            messages = await asyncio.to_thread(self._messages, request)  # JPEG work off the loop
         body = self._body(settings, score=labels is not None)
         tokens = self.estimate_tokens(request) if self._tpm else None
         return await self._call(
@@ -310,7 +318,7 @@ class OpenAIVLM:
 
     async def _call(
         self,
-        client: AsyncOpenAI,
+        client: ChatHTTP,
         messages: list[dict[str, Any]],
         body: Mapping[str, Any],
         read: Callable[[Any], VLMAnswer],
@@ -327,7 +335,7 @@ class OpenAIVLM:
         try:
             completion = await self._create(client, messages, body, attempts, tokens or 0)
             answer = read(completion)
-        except (openai.APIError, MalformedResponseError) as exc:
+        except (HTTPFailure, MalformedResponseError) as exc:
             answer = VLMAnswer(error=self._describe(exc, attempts[0]))
         else:
             reported = _reported_visual_tokens(completion)
@@ -340,7 +348,7 @@ class OpenAIVLM:
 
     async def _send(
         self,
-        client: AsyncOpenAI,
+        client: ChatHTTP,
         messages: list[dict[str, Any]],
         body: Mapping[str, Any],
         tokens: int,
@@ -356,18 +364,14 @@ class OpenAIVLM:
                 self.limiter.rate_wait(wait)
                 await asyncio.sleep(wait)
             try:
-                # client.post sends the JSON as built: the typed create() re-walks every message
-                # part in Python, which costs a third of the client's CPU per request.
                 completion = await client.post(
-                    "/chat/completions",
-                    body={"model": self.model, "messages": messages, **body},
-                    cast_to=ChatCompletion,
+                    "/chat/completions", {"model": self.model, "messages": messages, **body}
                 )
-            except openai.APIError as exc:
+            except HTTPFailure as exc:
                 if _overload(exc):
                     self._count(
-                        rejections=int(isinstance(exc, openai.APIStatusError)),
-                        timeouts=int(isinstance(exc, openai.APITimeoutError)),
+                        rejections=int(isinstance(exc, StatusError)),
+                        timeouts=int(isinstance(exc, RequestTimeout)),
                     )
                     self.limiter.overloaded(ticket, _retry_after(exc))
                 raise
@@ -378,7 +382,7 @@ class OpenAIVLM:
 
     async def _create(
         self,
-        client: AsyncOpenAI,
+        client: ChatHTTP,
         messages: list[dict[str, Any]],
         body: Mapping[str, Any],
         attempts: list[int],
@@ -389,7 +393,7 @@ class OpenAIVLM:
             attempts[0] += 1
             try:
                 return await self._send(client, messages, body, tokens)
-            except openai.APIError as exc:
+            except HTTPFailure as exc:
                 if attempts[0] > self.max_retries or not _retryable(exc):
                     raise
                 await asyncio.sleep(self._delay(attempts[0], exc))
@@ -398,52 +402,52 @@ class OpenAIVLM:
                     raise MalformedResponseError(f"{type(exc).__name__}: {exc}") from None
                 await asyncio.sleep(self._delay(attempts[0], None))
 
-    def _delay(self, attempt: int, exc: openai.APIError | None) -> float:
+    def _delay(self, attempt: int, exc: HTTPFailure | None) -> float:
         """Full-jitter exponential backoff, or the server's Retry-After (plus a little jitter)."""
         retry_after = _retry_after(exc) if exc is not None else None
         if retry_after is not None:  # the limiter pauses every request as long; this one too
             return min(retry_after, _MAX_RETRY_AFTER) * random.uniform(1.0, 1.1)
         return random.uniform(0, min(_MAX_BACKOFF, self.backoff * 2 ** (attempt - 1)))
 
-    def _describe(self, exc: openai.APIError | MalformedResponseError, attempts: int) -> str:
+    def _describe(self, exc: HTTPFailure | MalformedResponseError, attempts: int) -> str:
         """A one-line reason for a failed request, with the key scrubbed."""
         where = f"{_public_url(self.base_url)} (model {self.model!r})"
         if isinstance(exc, MalformedResponseError):
             return f"malformed response from {where} after {attempts} attempts: {exc}"
         message = self._redact(_server_message(exc))
-        if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
+        if isinstance(exc, RequestTimeout):
             return f"timed out after {self.timeout:g} s ({attempts} attempts) at {where}"
-        if isinstance(exc, openai.APIConnectionError):
-            cause = self._redact(" ".join(str(exc.__cause__ or message).split()))
-            return f"cannot reach {where} after {attempts} attempts: {cause}"
-        if isinstance(exc, openai.APIStatusError):
+        if isinstance(exc, Unreachable):
+            return f"cannot reach {where} after {attempts} attempts: {message}"
+        if isinstance(exc, StatusError):
             if (
-                exc.status_code in (400, 413, 422)
+                exc.status in (400, 413, 422)
                 and _TOO_LARGE.search(message)
-                and (_NO_VISION.search(message) or exc.status_code == 413)
+                and (_NO_VISION.search(message) or exc.status == 413)
             ):
                 return f"image too large for the server: {message}; use a smaller --image-size"
-            if exc.status_code in (400, 413, 422) and _CONTEXT.search(message):
+            if exc.status in (400, 413, 422) and _CONTEXT.search(message):
                 return f"context too long: {message}; use fewer --frames or a smaller --image-size"
-            if exc.status_code in (400, 415, 422) and _NO_VIDEO.search(message):
+            if exc.status in (400, 415, 422) and _NO_VIDEO.search(message):
                 return f"video refused by the server: {message}; use --frames-as images"
-            return f"server error {exc.status_code} after {attempts} attempts: {message}"
+            return f"server error {exc.status} after {attempts} attempts: {message}"
         return f"request to {where} failed: {message}"
 
     # ---- answers ----------------------------------------------------------------------------
 
-    def _answer(self, completion: Any, labels: Sequence[str] | None) -> VLMAnswer:
+    def _answer(self, completion: Mapping[str, Any], labels: Sequence[str] | None) -> VLMAnswer:
         """Text, refusal, usage and (score mode) label log-probabilities of one completion."""
         try:
-            choice = completion.choices[0]
-            message = choice.message
-            usage = completion.usage
+            choice = completion["choices"][0]
+            message = choice["message"]
+            usage = completion.get("usage") or {}
             cost = Cost(
-                input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                input_tokens=int(usage.get("prompt_tokens") or 0),
+                output_tokens=int(usage.get("completion_tokens") or 0),
             )
-            refusal = message.refusal or ""
-            if choice.finish_reason == "content_filter" and not refusal:
+            refusal = message.get("refusal") or ""
+            finish = choice.get("finish_reason") or ""
+            if finish == "content_filter" and not refusal:
                 refusal = "blocked by the server's content filter"
             logprobs = None
             if labels is not None:
@@ -453,10 +457,10 @@ class OpenAIVLM:
                         cost=cost, error="the server returned no token log-probabilities"
                     )
             return VLMAnswer(
-                text=(message.content or "").strip(),
+                text=(message.get("content") or "").strip(),
                 label_logprobs=logprobs,
                 cost=cost,
-                finish_reason=choice.finish_reason or "",
+                finish_reason=finish,
                 refusal=refusal,
             )
         except (AttributeError, IndexError, TypeError, ValueError, KeyError) as exc:
@@ -485,7 +489,7 @@ class OpenAIVLM:
             completion, refused = await self._probe(client, probe, body)
             if refused is not None:
                 message = self._redact(_server_message(refused))
-                if _TOO_LARGE.search(message) or refused.status_code == 413:
+                if _TOO_LARGE.search(message) or refused.status == 413:
                     raise BackendError(
                         f"{where} refuses a {side}×{side} test image ({message}); lower "
                         "--image-size"
@@ -505,26 +509,26 @@ class OpenAIVLM:
             )
 
     async def _probe(
-        self, client: AsyncOpenAI, messages: list[dict[str, Any]], body: Mapping[str, Any]
-    ) -> tuple[Any, openai.APIStatusError | None]:
+        self, client: ChatHTTP, messages: list[dict[str, Any]], body: Mapping[str, Any]
+    ) -> tuple[Any, StatusError | None]:
         """A test request's completion, or the server's 4xx refusal of it; a server that cannot
         be reached, a rejected key or an unknown model raise a BackendError with the fix."""
         where = self._where
         try:
             return await self._create(client, messages, body, [0]), None
-        except openai.APIConnectionError as exc:
+        except Unreachable as exc:
             raise self._unreachable(exc, where) from None
-        except (openai.AuthenticationError, openai.PermissionDeniedError):
-            raise BackendError(self._key_message(where)) from None
-        except openai.NotFoundError:
-            raise BackendError(
-                f"{where} does not serve model {self.model!r}; fix --model"
-            ) from None
-        except openai.APIStatusError as exc:
-            if 400 <= exc.status_code < 500:
+        except StatusError as exc:
+            if exc.status in (401, 403):
+                raise BackendError(self._key_message(where)) from None
+            if exc.status == 404:
+                raise BackendError(
+                    f"{where} does not serve model {self.model!r}; fix --model"
+                ) from None
+            if 400 <= exc.status < 500:
                 return None, exc
             raise BackendError(
-                f"{where} failed a test request ({exc.status_code}: "
+                f"{where} failed a test request ({exc.status}: "
                 f"{self._redact(_server_message(exc))}); check the server's log"
             ) from None
 
@@ -532,7 +536,7 @@ class OpenAIVLM:
         async with self._client() as client:
             return await self._video_accepted(client)
 
-    async def _video_accepted(self, client: AsyncOpenAI) -> bool:
+    async def _video_accepted(self, client: ChatHTTP) -> bool:
         """Ask once whether the server takes a 2-frame MP4 `video_url` part. Refused: with
         --frames-as video a BackendError, with auto a logged note and False (images)."""
         side = max(32, min(self.image_size, 448))
@@ -561,7 +565,7 @@ class OpenAIVLM:
         )
         return False
 
-    def _unreachable(self, exc: openai.APIConnectionError, where: str) -> BackendError:
+    def _unreachable(self, exc: Unreachable, where: str) -> BackendError:
         """The error for a server that cannot be reached, with the fix."""
         return BackendError(
             f"cannot reach {where} ({self._redact(_server_message(exc))}); start the server "
@@ -572,17 +576,24 @@ class OpenAIVLM:
         state = "is not set" if self.api_key_env not in os.environ else "was rejected"
         return f"{where} refused the request: the API key in ${self.api_key_env} {state}; set it"
 
-    async def _check_model_listed(self, client: AsyncOpenAI, where: str) -> None:
+    async def _check_model_listed(self, client: ChatHTTP, where: str) -> None:
         """Fail early on an unreachable server, a rejected key or a model the server does not list."""
         try:
-            page = await client.models.list()
-        except openai.APIConnectionError as exc:
+            page = await client.get("/models")
+        except Unreachable as exc:
             raise self._unreachable(exc, where) from None
-        except (openai.AuthenticationError, openai.PermissionDeniedError):
-            raise BackendError(self._key_message(where)) from None
-        except openai.APIError:
+        except StatusError as exc:
+            if exc.status in (401, 403):
+                raise BackendError(self._key_message(where)) from None
             return  # some servers do not list models; the probe request decides
-        served = [m.id for m in page.data]
+        except ValueError:
+            return
+        listed = page.get("data")
+        served = (
+            [str(m["id"]) for m in listed if isinstance(m, Mapping) and "id" in m]
+            if isinstance(listed, list)
+            else []
+        )
         if served and not any(_same_model(self.model, m) for m in served):
             raise BackendError(
                 f"{where} does not serve model {self.model!r}; it serves: {', '.join(served[:20])}; "
@@ -596,21 +607,22 @@ def _same_model(asked: str, listed: str) -> bool:
     return a == b or b.endswith("/" + a) or a.endswith("/" + b)
 
 
-def _overload(exc: openai.APIError) -> bool:
+def _overload(exc: HTTPFailure) -> bool:
     """429, 503 and timeouts: the server has more than it can take right now."""
-    if isinstance(exc, openai.APITimeoutError):
-        return not _refused(exc)
-    return isinstance(exc, openai.APIStatusError) and exc.status_code in _OVERLOAD_STATUS
+    if isinstance(exc, RequestTimeout):
+        return True
+    return isinstance(exc, StatusError) and exc.status in _OVERLOAD_STATUS
 
 
-def _reported_visual_tokens(completion: Any) -> int:
+def _reported_visual_tokens(completion: Mapping[str, Any]) -> int:
     """Image and video tokens the server reports in `usage.prompt_tokens_details` (0: none)."""
-    details = getattr(getattr(completion, "usage", None), "prompt_tokens_details", None)
-    if details is None:
+    usage = completion.get("usage")
+    details = usage.get("prompt_tokens_details") if isinstance(usage, Mapping) else None
+    if not isinstance(details, Mapping):
         return 0
     total = 0
     for name in ("image_tokens", "video_tokens"):
-        value = getattr(details, name, None)
+        value = details.get(name)
         if isinstance(value, int):
             total += value
     return total
@@ -630,23 +642,16 @@ def _message_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     return total
 
 
-def _retryable(exc: openai.APIError) -> bool:
-    if isinstance(exc, openai.APIConnectionError):
+def _retryable(exc: HTTPFailure) -> bool:
+    if isinstance(exc, Unreachable):
         return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in _RETRY_STATUS or exc.status_code >= 500
+    if isinstance(exc, StatusError):
+        return exc.status in _RETRY_STATUS or exc.status >= 500
     return False
 
 
-def _refused(exc: openai.APITimeoutError) -> bool:
-    """Whether a "timeout" is a connection that never opened (the aiohttp transport reports a
-    refused connection as the HTTP library's ConnectTimeout, within milliseconds)."""
-    return type(exc.__cause__).__name__ == "ConnectTimeout"
-
-
-def _retry_after(exc: openai.APIError) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
+def _retry_after(exc: HTTPFailure) -> float | None:
+    value = exc.retry_after if isinstance(exc, StatusError) else None
     if not value:
         return None
     try:
@@ -658,27 +663,28 @@ def _retry_after(exc: openai.APIError) -> float | None:
             return None
 
 
-def _server_message(exc: openai.APIError) -> str:
-    body = getattr(exc, "body", None)
+def _server_message(exc: HTTPFailure) -> str:
+    body = exc.body if isinstance(exc, StatusError) else None
     if isinstance(body, Mapping):
         error = body.get("error", body)
         message = error.get("message") if isinstance(error, Mapping) else error
         if message:
             return " ".join(str(message).split())
-    return " ".join(str(getattr(exc, "message", exc)).split())
+    return " ".join(str(exc).split())
 
 
-def _label_logprobs(choice: Any, labels: Sequence[str]) -> dict[str, float] | None:
-    content = getattr(choice.logprobs, "content", None) if choice.logprobs is not None else None
+def _label_logprobs(choice: Mapping[str, Any], labels: Sequence[str]) -> dict[str, float] | None:
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
     if not content:
         return None
     steps = [
         TokenStep(
-            item.token,
-            item.logprob,
+            item["token"],
+            item["logprob"],
             {
-                **{alt.token: alt.logprob for alt in item.top_logprobs or ()},
-                item.token: item.logprob,
+                **{alt["token"]: alt["logprob"] for alt in item.get("top_logprobs") or ()},
+                item["token"]: item["logprob"],
             },
         )
         for item in content

@@ -142,7 +142,7 @@ VLM_BACKENDS.add(
 
 _REQUIRED_MODULES: dict[str, tuple[str, ...]] = {
     "transformers": ("torch", "transformers"),
-    "openai": ("openai",),
+    "openai": ("aiohttp",),
 }
 _OPTIONAL_MODULES: dict[str, tuple[str, ...]] = {
     "transformers": ("peft", "torchvision", "accelerate"),

@@ -53,6 +53,9 @@ PersonView = Literal["box", "crop", "crop+full"]
 
 PREPARE_THREADS = 4
 """Threads that decode media, hash requests and read and write the cache while a server works."""
+SERVED_WINDOW = 2
+"""Samples in flight per request slot against a server: the ones without a slot are prepared and
+wait for one, so a finished request is replaced on the event loop at once."""
 _DETECTING = threading.Lock()
 
 
@@ -159,8 +162,8 @@ class VLMRecognizer:
     the model's probability of answering it. Deterministic answers (temperature 0) are cached in
     `cache_dir` (default: the emovlm cache folder), so a rerun makes no model call. `concurrency`
     is the number of requests in flight for servers and the batch size for local models: `stream`
-    keeps `concurrency` samples in flight against a server (a new one starts as soon as one is
-    answered, each answer cached on arrival) and feeds local models micro-batches. For
+    keeps `concurrency` requests at a server and as many samples prepared behind them (a new one
+    is sent as soon as one is answered, each answer cached on arrival) and feeds local models micro-batches. For
     samples with a person box the person is shown by a red box drawn on the image
     (`person="box"`), by cropping to the box (`person="crop"`), or by both: the full image with
     the red box, then the crop (`person="crop+full"`). `match`, `vad` and the score-mode label
@@ -248,7 +251,8 @@ class VLMRecognizer:
         return stream_predictions(self, samples, self.concurrency)
 
     def _stream_served(self, samples: Iterable[Sample]) -> Iterator[Prediction]:
-        """A window of `concurrency` samples in flight against the server, in completion order."""
+        """A window of SERVED_WINDOW × `concurrency` samples in flight (the backend sends at most
+        `concurrency` requests at once), predictions in completion order."""
         iterator = iter(samples)
         finished: queue.SimpleQueue[Future[Prediction]] = queue.SimpleQueue()
         with LoopThread() as loop, ThreadPoolExecutor(PREPARE_THREADS) as pool:
@@ -256,7 +260,7 @@ class VLMRecognizer:
             pending: set[Future[Prediction]] = set()
             try:
                 while True:
-                    while len(pending) < self.concurrency:
+                    while len(pending) < SERVED_WINDOW * self.concurrency:
                         sample = next(iterator, None)
                         if sample is None:
                             break
