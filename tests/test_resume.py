@@ -63,13 +63,16 @@ def start(args: list[str], cache: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def stored_rows(run_dir: Path) -> int:
-    """Rows in a store another process is writing (0 before its table exists)."""
+def stored(run_dir: Path) -> tuple[int, int]:
+    """Rows and distinct sample ids in a store another process is writing ((0, 0) before its
+    table exists)."""
     try:
         with sqlite3.connect(run_dir / "store.sqlite", timeout=5) as conn:
-            return conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+            return conn.execute(
+                "SELECT COUNT(*), COUNT(DISTINCT sample_id) FROM predictions"
+            ).fetchone()
     except sqlite3.OperationalError:
-        return 0
+        return 0, 0
 
 
 def lock_holder(run_dir: Path) -> int | None:
@@ -127,9 +130,9 @@ def alive(pid: int) -> bool:
 
 KILL_MOMENTS: dict[str, Callable[[Path, int], bool]] = {
     "holding the lock, before any row": lambda run, pid: lock_holder(run) == pid,
-    "after eight rows": lambda run, pid: stored_rows(run) >= 8,
-    "four rows before the end": lambda run, pid: stored_rows(run) >= N_FACES - 4,
-    "writing the report": lambda run, pid: stored_rows(run) == N_FACES,
+    "after eight rows": lambda run, pid: stored(run)[0] >= 8,
+    "four rows before the end": lambda run, pid: stored(run)[0] >= N_FACES - 4,
+    "writing the report": lambda run, pid: stored(run)[0] == N_FACES,
 }
 
 
@@ -158,7 +161,7 @@ def test_sigkill_with_worker_processes_leaves_no_orphans_and_resumes(
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
     args = served_eval_args(faces, server.url, run_dir, "--workers", "2")
     process = start(args, cache)
-    wait_until(process, lambda: stored_rows(run_dir) >= 8)
+    wait_until(process, lambda: stored(run_dir)[0] >= 8)
     workers = children_of(process.pid)
     assert workers, "the run should have worker processes"
     process.send_signal(signal.SIGKILL)
@@ -180,11 +183,11 @@ def test_ctrl_c_keeps_the_rows_and_resume_finishes(
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
     args = served_eval_args(faces, server.url, run_dir)
     process = start(args, cache)
-    wait_until(process, lambda: stored_rows(run_dir) >= 8)
+    wait_until(process, lambda: stored(run_dir)[0] >= 8)
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=60)
     assert process.returncode == 130
-    assert 8 <= stored_rows(run_dir) < N_FACES
+    assert 8 <= stored(run_dir)[0] < N_FACES
 
     resumed = invoke([*args, "--resume"], cache)
     assert resumed.exit_code == 0, resumed.output
@@ -199,8 +202,8 @@ def test_a_second_eval_on_a_busy_run_folder_is_refused_clearly(
     latency, server.behaviour.latency = server.behaviour.latency, 0.5  # a run lasting seconds
     first = start(args, cache)
     try:
-        wait_until(first, lambda: stored_rows(run_dir) >= 4)
-        before = stored_rows(run_dir)
+        wait_until(first, lambda: stored(run_dir)[0] >= 4)
+        before = stored(run_dir)[0]
         second = subprocess.run(
             [sys.executable, "-m", "emovlm", *args, "--resume"],
             env={**os.environ, "EMOVLM_CACHE": str(cache)},
@@ -213,8 +216,8 @@ def test_a_second_eval_on_a_busy_run_folder_is_refused_clearly(
             in second.stderr
         )
         assert "Traceback" not in second.stderr
-        assert stored_rows(run_dir) >= before
+        assert stored(run_dir)[0] >= before
     finally:
         first.wait(timeout=60)
         server.behaviour.latency = latency
-    assert first.returncode == 0 and stored_rows(run_dir) == N_FACES
+    assert first.returncode == 0 and stored(run_dir)[0] == N_FACES

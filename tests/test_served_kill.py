@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from emovlm import cli
 from openai_server import Behaviour, FakeOpenAIServer
-from test_resume import alive, children_of
+from test_resume import alive, children_of, stored
 from test_runner_support import served_eval_args, write_colour_manifest
 
 N_FACES = 24
@@ -69,17 +69,6 @@ def cached_answers(cache: Path) -> int:
             return conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
-
-
-def stored(run_dir: Path) -> tuple[int, int]:
-    """Rows and distinct sample ids in a run folder's store ((0, 0) before its table exists)."""
-    try:
-        with sqlite3.connect(run_dir / "store.sqlite", timeout=5) as conn:
-            return conn.execute(
-                "SELECT COUNT(*), COUNT(DISTINCT sample_id) FROM predictions"
-            ).fetchone()
-    except sqlite3.OperationalError:
-        return 0, 0
 
 
 def wait_for(process: subprocess.Popen[bytes], moment: Callable[[], bool]) -> None:
