@@ -101,63 +101,41 @@ def finetune_options() -> tuple[dict[str, tuple[type, str, str]], dict[str, list
     return table, {name: list(by_target) for name, by_target in defaults.items()}
 
 
+def _in(panel: str, help: str, *declarations: str) -> Any:
+    """An option of this command, shown in `panel`."""
+    return typer.Option(*declarations, help=help, rich_help_panel=panel)
+
+
 @with_options(finetune_options()[0], "options")
 def finetune_command(
     dataset: DatasetName = None,
     root: DatasetRoot = None,
-    train_split: Annotated[
-        str, typer.Option(help="split to train on", rich_help_panel=DATA_PANEL)
-    ] = "train",
-    split: Annotated[
-        str, typer.Option(help="split to evaluate on after training", rich_help_panel=DATA_PANEL)
-    ] = "test",
+    train_split: Annotated[str, _in(DATA_PANEL, "split to train on")] = "train",
+    split: Annotated[str, _in(DATA_PANEL, "split to evaluate on after training")] = "test",
     fold: Fold = None,
     label_set: LabelSet = None,
     dataset_option: DatasetOptionPairs = None,
     train_limit: Annotated[
-        int | None,
-        typer.Option(
-            help="train on N samples drawn at random (seeded)", rich_help_panel=DATA_PANEL
-        ),
+        int | None, _in(DATA_PANEL, "train on N samples drawn at random (seeded)")
     ] = None,
     target: Annotated[
-        str,
-        typer.Option(
-            help="specialist (head on frozen features) | vlm (LoRA)", rich_help_panel=_TRAIN
-        ),
+        str, _in(_TRAIN, "specialist (head on frozen features) | vlm (LoRA)")
     ] = "specialist",
-    sampler: Annotated[
-        str, typer.Option(help=f"{SAMPLER_HELP} (both targets)", rich_help_panel=_TRAIN)
-    ] = "class-balanced",
+    sampler: Annotated[str, _in(_TRAIN, f"{SAMPLER_HELP} (both targets)")] = "class-balanced",
     feature_cache: Annotated[
-        Path | None,
-        typer.Option(
-            help="feature cache folder (default: emovlm cache/features)",
-            rich_help_panel=_SPECIALIST,
-        ),
+        Path | None, _in(_SPECIALIST, "feature cache folder (default: emovlm cache/features)")
     ] = None,
     run_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="run folder (default: runs/finetune-DATASET-TARGET-SAMPLER)", rich_help_panel=_RUN
-        ),
+        Path | None, _in(_RUN, "run folder (default: runs/finetune-DATASET-TARGET-SAMPLER)")
     ] = None,
     resume: Annotated[
-        bool,
-        typer.Option(
-            help="continue a run folder (LoRA from its last checkpoint)", rich_help_panel=_RUN
-        ),
+        bool, _in(_RUN, "continue a run folder (LoRA from its last checkpoint)")
     ] = False,
     evaluate: Annotated[
-        bool,
-        typer.Option(
-            "--eval/--no-eval", help="evaluate on --split after training", rich_help_panel=_RUN
-        ),
+        bool, _in(_RUN, "evaluate on --split after training", "--eval/--no-eval")
     ] = True,
-    bootstrap: Annotated[
-        int, typer.Option(help="bootstrap resamples", rich_help_panel=_RUN)
-    ] = 1000,
-    progress: Annotated[bool, typer.Option(help="show progress bars", rich_help_panel=_RUN)] = True,
+    bootstrap: Annotated[int, _in(_RUN, "bootstrap resamples")] = 1000,
+    progress: Annotated[bool, _in(_RUN, "show progress bars")] = True,
     *,
     options: dict[str, Any],
 ) -> None:

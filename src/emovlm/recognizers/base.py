@@ -132,55 +132,63 @@ def prepare_each(
 
 
 RECOGNIZERS: Registry[Recognizer] = Registry("recognizer")
-"""Recognizer factories by name; each is called as factory(label_space, **options)."""
+"""Recognizer factories by name; each is called as factory(label_space, settings) (settings: the
+class `recognizers.settings.RECOGNIZER_SETTINGS` names) or factory(label_space, **settings)."""
 
-RECOGNIZERS.add(
-    "specialist",
-    "emovlm.recognizers.specialist:SpecialistRecognizer",
-    help="offline vision-only expression model over detected faces (default; no VLM needed)",
-)
-RECOGNIZERS.add(
-    "vlm",
-    "emovlm.recognizers.vlm:VLMRecognizer",
-    needs="vlm",
-    help="ask a vision-language model (local transformers or an OpenAI-compatible server)",
-)
-RECOGNIZERS.add(
-    "contextual-vlm",
-    "emovlm.recognizers.vlm:ContextualVLMRecognizer",
-    needs="vlm",
-    help="the vlm recognizer on people in context (EMOTIC): red box, crop or both",
-)
-RECOGNIZERS.add(
-    "msce",
-    "emovlm.recognizers.msce:MSCERecognizer",
-    needs="vlm",
-    help="multi-stage context enrichment: in-between frames described in text, keyframes to a VLM",
-)
-RECOGNIZERS.add(
-    "caption-llm",
-    "emovlm.recognizers.caption_llm:CaptionLLMRecognizer",
-    needs="vlm",
-    help="a VLM describes the person in context, a text LLM picks the labels",
-)
-RECOGNIZERS.add(
-    "narracap-llm",
-    "emovlm.recognizers.narracap:NarraCapRecognizer",
-    needs="vlm",
-    help="NarraCap captions from zero-shot CLIP vocabularies, a text LLM picks the labels",
-)
-RECOGNIZERS.add(
-    "majority",
-    "emovlm.recognizers.baselines:MajorityRecognizer",
-    help="baseline: always the k most frequent labels of the training split",
-)
-RECOGNIZERS.add(
-    "random",
-    "emovlm.recognizers.baselines:RandomRecognizer",
-    help="baseline: k labels drawn uniformly at random (seeded)",
-)
-RECOGNIZERS.add(
-    "weighted-random",
-    "emovlm.recognizers.baselines:WeightedRandomRecognizer",
-    help="baseline: k labels drawn by training-split frequency (seeded)",
-)
+for _name, _target, _needs, _help in (
+    (
+        "specialist",
+        "specialist:SpecialistRecognizer",
+        "",
+        "offline vision-only expression model over detected faces (default; no VLM needed)",
+    ),
+    (
+        "vlm",
+        "vlm:VLMRecognizer",
+        "vlm",
+        "ask a vision-language model (local transformers or an OpenAI-compatible server)",
+    ),
+    (
+        "contextual-vlm",
+        "vlm:ContextualVLMRecognizer",
+        "vlm",
+        "the vlm recognizer on people in context (EMOTIC): red box, crop or both",
+    ),
+    (
+        "msce",
+        "msce:MSCERecognizer",
+        "vlm",
+        "multi-stage context enrichment: in-between frames described in text, keyframes to a VLM",
+    ),
+    (
+        "caption-llm",
+        "caption_llm:CaptionLLMRecognizer",
+        "vlm",
+        "a VLM describes the person in context, a text LLM picks the labels",
+    ),
+    (
+        "narracap-llm",
+        "narracap:NarraCapRecognizer",
+        "vlm",
+        "NarraCap captions from zero-shot CLIP vocabularies, a text LLM picks the labels",
+    ),
+    (
+        "majority",
+        "baselines:MajorityRecognizer",
+        "",
+        "baseline: always the k most frequent labels of the training split",
+    ),
+    (
+        "random",
+        "baselines:RandomRecognizer",
+        "",
+        "baseline: k labels drawn uniformly at random (seeded)",
+    ),
+    (
+        "weighted-random",
+        "baselines:WeightedRandomRecognizer",
+        "",
+        "baseline: k labels drawn by training-split frequency (seeded)",
+    ),
+):
+    RECOGNIZERS.add(_name, f"emovlm.recognizers.{_target}", needs=_needs, help=_help)

@@ -376,17 +376,20 @@ class SpecialistSettings(Settings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class VLMSettings(
+class AnsweringVLMSettings(
     ModelSettings,
     LocalSettings,
     RequestSettings,
     ServedSettings,
     CacheSettings,
     ImageSettings,
-    ShowSettings,
     AskSettings,
-    ReadSettings,
 ):
+    """A VLM asked a question: the part the VLM recognizer and msce's stage 2 share."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class VLMSettings(AnsweringVLMSettings, ShowSettings, ReadSettings):
     """The direct VLM recognizer (vlm, contextual-vlm)."""
 
 
@@ -441,15 +444,7 @@ class NarraCapSettings(PickerSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class MSCESettings(
-    ModelSettings,
-    LocalSettings,
-    RequestSettings,
-    ServedSettings,
-    CacheSettings,
-    ImageSettings,
-    AskSettings,
-):
+class MSCESettings(AnsweringVLMSettings):
     """msce: keyframes and in-between motion described in words, classified by a VLM or text LLM.
 
     The `llm_*` fields default to None: given, they send --stage2 text to a text LLM.

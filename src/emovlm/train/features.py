@@ -22,8 +22,10 @@ import numpy as np
 
 from emovlm.assets import cache_dir
 from emovlm.labels import LabelSpace
+from emovlm.recognizers.settings import SpecialistSettings
 from emovlm.recognizers.specialist import SpecialistRecognizer
 from emovlm.run.progress import EvalProgress
+from emovlm.train.settings import FaceSettings
 from emovlm.types import Sample, Status
 
 FEATURE_VERSION = 2
@@ -59,24 +61,13 @@ class FeatureExtractor:
     def __init__(
         self,
         label_space: LabelSpace,
+        settings: FaceSettings | None = None,
         *,
-        model: str = "fer-xception",
-        faces: str = "mtcnn",
-        face_step: int = 10,
-        min_face: float = 0.1,
-        frames: str = "all",
-        device: str = "cpu",
         cache_folder: Path | None = None,
+        **options: Any,
     ) -> None:
-        self.pipeline = SpecialistRecognizer(
-            label_space,
-            model=model,
-            faces=faces,
-            face_step=face_step,
-            min_face=min_face,
-            frames=frames,
-            device=device,
-        )
+        faces = FaceSettings.of(settings, options)
+        self.pipeline = SpecialistRecognizer(label_space, faces.pick(SpecialistSettings))
         self.cache_folder = Path(cache_folder) if cache_folder else default_feature_cache()
 
     @property

@@ -67,7 +67,7 @@ def finetune_specialist(
         },
         resume=resume,
     )
-    extractor = FeatureExtractor(space, cache_folder=feature_cache, **asdict(faces))
+    extractor = FeatureExtractor(space, faces, cache_folder=feature_cache)
     extracted = extractor.extract(samples, progress=progress)
     if extracted.failed:
         first = next(iter(extracted.failed.items()))

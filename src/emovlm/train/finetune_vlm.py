@@ -48,7 +48,7 @@ def finetune_vlm(
         allow_missing_classes=allow_missing_classes,
     )
     space = train_data.label_space
-    builder = ViewBuilder(space, **vlm.view_options())
+    builder = ViewBuilder(space, vlm)
     backend = TransformersVLM(vlm.model, device=vlm.device, dtype=vlm.dtype)
     trainer = LoraTrainer(backend, builder, lora)
     run_dir = Path(run_dir)

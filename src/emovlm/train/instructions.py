@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from emovlm.faces.track import track_faces
 from emovlm.frames import parse_sampler
 from emovlm.labels import LabelSpace
 from emovlm.prompts import load_prompt
+from emovlm.train.settings import VLMSettings
 from emovlm.types import Sample
 from emovlm.video import probe, read_frames
 
@@ -55,28 +57,19 @@ class ViewBuilder:
     """Turns samples into what the `vlm` recognizer shows a model, with the same settings and defaults."""
 
     def __init__(
-        self,
-        label_space: LabelSpace,
-        *,
-        frames: str = "uniform:8",
-        faces: str = "none",
-        face_step: int = 5,
-        prompt: str | None = None,
-        image_size: int = 448,
-        person: str = "box",
-        max_labels: int = 6,
-        device: str = "cpu",
+        self, label_space: LabelSpace, settings: VLMSettings | None = None, **options: Any
     ) -> None:
-        if person not in ("box", "crop"):
-            raise InputError(f"person view {person!r} is unknown; choose box or crop")
-        if image_size < 28 or face_step < 1 or max_labels < 1:
-            raise InputError("--image-size must be ≥ 28, --face-step ≥ 1 and max_labels ≥ 1")
+        s = VLMSettings.of(settings, options)
+        if s.person not in ("box", "crop"):
+            raise InputError(f"person view {s.person!r} is unknown; choose box or crop")
         self.label_space = label_space
-        self.sampler = parse_sampler(frames)
-        self.faces, self.face_step = faces, face_step
-        self.detector = get_face_detector(faces, device=device) if faces != "none" else None
-        self.template = load_prompt(prompt or ("contextual" if label_space.multi_label else "dfer"))
-        self.image_size, self.person, self.max_labels = image_size, person, max_labels
+        self.sampler = parse_sampler(s.frames)
+        self.faces, self.face_step = s.faces, s.face_step
+        self.detector = get_face_detector(s.faces, device=s.device) if s.faces != "none" else None
+        self.template = load_prompt(
+            s.prompt or ("contextual" if label_space.multi_label else "dfer")
+        )
+        self.image_size, self.person, self.max_labels = s.image_size, s.person, s.max_labels
 
     def view(self, sample: Sample) -> View:
         """The frames and prompt of one sample; unreadable media raise MediaError."""

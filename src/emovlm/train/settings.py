@@ -126,8 +126,3 @@ class VLMSettings(LocalSettings, ImageSettings, ShowSettings, AskSettings, ReadS
 
     model: str = override(ModelSettings, "model", "")
     eval_batch_size: int = option(8, "samples per batch when evaluating", minimum=1)
-
-    def view_options(self) -> dict[str, object]:
-        """The settings that decide what the model is shown (shared by training and evaluation)."""
-        names = ("frames", "faces", "face_step", "prompt", "image_size", "person", "max_labels")
-        return {name: getattr(self, name) for name in (*names, "device")}
