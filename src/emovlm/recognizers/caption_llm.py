@@ -23,7 +23,9 @@ from emovlm.labels import LabelSpace
 from emovlm.prompts import PromptTemplate, load_prompt
 from emovlm.recognizers.settings import (
     CaptionLLMSettings,
+    LocalSettings,
     PickerSettings,
+    RequestSettings,
     Settings,
     VLMSettings,
     with_settings,
@@ -75,11 +77,7 @@ class LabelPicker:
             settings.llm_model,
             base_url=settings.llm_base_url,
             api_key_env=settings.llm_api_key_env,
-            concurrency=settings.concurrency,
-            device=settings.device,
-            dtype=settings.dtype,
-            timeout=settings.timeout,
-            max_retries=settings.max_retries,
+            **settings.values_of(RequestSettings, LocalSettings),
         )
         self.cached = CachedVLM(
             self.llm, ResponseCache(settings.cache_dir) if settings.cache else None

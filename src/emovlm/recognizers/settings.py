@@ -111,6 +111,10 @@ class Settings:
         """The fields that determine answers, as plain data (the run config's `settings`)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("record")}
 
+    def values_of(self, *groups: type[Settings]) -> dict[str, Any]:
+        """The values of the fields that `groups` declare, by name (keywords for a backend)."""
+        return {f.name: getattr(self, f.name) for group in groups for f in fields(group)}
+
     def pick(self, target: type[S], **values: Any) -> S:
         """A `target` settings object with every field it shares with this one, then `values`."""
         names = {f.name for f in fields(target)}

@@ -42,7 +42,12 @@ from emovlm.recognizers.base import (
     prepare_each,
     stream_predictions,
 )
-from emovlm.recognizers.settings import VLMSettings, with_settings
+from emovlm.recognizers.settings import (
+    RequestSettings,
+    ServedSettings,
+    VLMSettings,
+    with_settings,
+)
 from emovlm.thumbnails import EXTRA_KEY as THUMBNAILS_KEY
 from emovlm.thumbnails import thumbnail_entries
 from emovlm.types import Clip, Cost, Prediction, Sample, Status
@@ -427,12 +432,7 @@ def build_backend(settings: VLMSettings) -> VLM:
             s.model,
             base_url=s.base_url,
             api_key_env=s.api_key_env,
-            concurrency=s.concurrency,
-            timeout=s.timeout,
-            max_retries=s.max_retries,
-            frames_as=s.frames_as,
-            rpm=s.rpm,
-            tpm=s.tpm,
+            **s.values_of(RequestSettings, ServedSettings),
             image_size=s.image_size,
             revision=s.model_revision,
         )
