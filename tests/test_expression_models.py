@@ -99,3 +99,11 @@ def test_bad_crops_are_rejected_with_a_clear_error(
 def test_zero_batch_size_is_rejected() -> None:
     with pytest.raises(InputError, match="batch_size"):
         FaceApiExpression(batch_size=0)
+
+
+def test_folded_layers_are_refused_as_outputs_by_name() -> None:
+    """fer-xception's batch norms and ReLUs run inside its convolutions; asking for one is an error."""
+    network = EXPRESSION_MODELS.get("fer-xception")(device="cpu").network
+    assert {"conv2d_1", "batch_normalization_1"} <= network.folded
+    with torch.inference_mode(), pytest.raises(InputError, match="batch_normalization_1"):
+        network(torch.zeros(1, 1, 64, 64), outputs=("batch_normalization_1",))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import pytest
 from emovlm import video
 from emovlm.errors import InputError, MediaError
 from emovlm.frames import uniform
+from emovlm.types import Frame
 from emovlm.video import iter_frames, probe, read_frames
 
 WIDTH, HEIGHT, FPS, FRAMES = 64, 48, 25, 75
@@ -424,3 +425,46 @@ def test_a_named_pipe_is_refused_without_hanging(tmp_path: Path) -> None:
     worker.start()
     worker.join(timeout=10)
     assert outcome and "not a regular file" in str(outcome[0]) and str(pipe) in str(outcome[0])
+
+
+def test_read_ahead_gives_the_frames_of_the_stream_in_order(clip: Path) -> None:
+    wanted = list(range(0, FRAMES, 2))
+    ahead = list(video.read_ahead(video.stream_frames(clip, wanted), 4))
+    assert [frame.index for frame in ahead] == wanted
+    assert [read_barcode(frame.image) for frame in ahead] == wanted
+    direct = video.stream_frames(clip, wanted)
+    assert all(np.array_equal(a.image, d.image) for a, d in zip(ahead, direct, strict=True))
+
+
+def test_read_ahead_raises_the_streams_error_after_the_same_frames(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 256, (HEIGHT, WIDTH, 3), np.uint8) for _ in range(FRAMES)]
+    path = write_video(tmp_path / "cut.avi", "mjpeg", images=images)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])  # ends mid-frame
+
+    def outcome(frames: Iterator[Frame]) -> tuple[list[int], str]:
+        seen: list[int] = []
+        try:
+            seen.extend(frame.index for frame in frames)
+        except MediaError as error:
+            return seen, str(error)
+        return seen, ""
+
+    indices = range(probe(path).frame_count)
+    direct = outcome(video.stream_frames(path, indices))
+    assert direct[0] and direct[1]  # some frames decode, then the cut is reported
+    assert outcome(video.read_ahead(video.stream_frames(path, indices), 3)) == direct
+
+
+def test_closing_read_ahead_early_stops_its_thread_and_the_decoder(clip: Path) -> None:
+    inner = video.stream_frames(clip, range(FRAMES))
+    ahead = video.read_ahead(inner, 2)
+    assert [next(ahead).index, next(ahead).index] == [0, 1]
+    ahead.close()
+    assert inner.gi_frame is None  # the decoder's generator ran its cleanup: file closed
+    assert not [t for t in threading.enumerate() if t.name == "emovlm-read-ahead"]
+
+
+def test_read_ahead_count_must_be_positive(clip: Path) -> None:
+    with pytest.raises(InputError, match="read_ahead count"):
+        video.read_ahead(video.stream_frames(clip, [0]), 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -11,6 +12,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __version__ = "0.1.0"
+
+# torch's OpenMP threads wait for work by sleeping, not spinning: a spinning thread holds a
+# core that video decoding (emovlm reads ahead on another thread) or other processes need.
+# Read when torch loads, so it applies where emovlm is imported first (the CLI always is); an
+# OMP_WAIT_POLICY already set is kept. Measured in benchmarks/RESULTS.md (issue 13).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def predict(

@@ -9,8 +9,10 @@ import functools
 import math
 import operator
 import os
+import queue
 import re
 import stat
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -156,6 +158,62 @@ def stream_frames(
     files = _still_files(path, kind)
     _check_indices_exist(path, wanted, len(files))
     return _trimmed(Frame(load_image(files[index]), index / rate, index) for index in wanted)
+
+
+class _End(NamedTuple):
+    """What a read-ahead thread puts after the last frame: the error that ended it, if any."""
+
+    error: BaseException | None
+
+
+def read_ahead(frames: Iterator[Frame], count: int) -> Iterator[Frame]:
+    """The same frames, decoded up to `count` ahead in a background thread.
+
+    Decoding (FFmpeg, OpenCV) releases the GIL, so the next frames decode on another core
+    while the caller works on these; at most `count` + 1 decoded frames wait. An error of
+    `frames` is raised here after the frames before it. Closing this iterator stops the
+    thread and closes `frames`.
+    """
+    if count < 1:
+        raise InputError(f"read_ahead count must be 1 or more, got {count}.")
+    return _read_ahead(frames, count)
+
+
+def _read_ahead(frames: Iterator[Frame], count: int) -> Iterator[Frame]:
+    """`read_ahead` once its arguments are checked."""
+    waiting: queue.Queue[Frame | _End] = queue.Queue(maxsize=count)
+    stop = threading.Event()
+
+    def produce() -> None:
+        end = _End(None)
+        try:
+            for frame in frames:
+                waiting.put(frame)
+                if stop.is_set():
+                    return
+        except Exception as error:  # handed to the consumer, raised there
+            end = _End(error)
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+        if not stop.is_set():
+            waiting.put(end)
+
+    thread = threading.Thread(target=produce, name="emovlm-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while not isinstance(item := waiting.get(), _End):
+            yield item
+        if item.error is not None:
+            raise item.error
+    finally:
+        stop.set()
+        while thread.is_alive():  # free the producer's one blocked put, then wait for it
+            try:
+                waiting.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.01)
 
 
 def load_image(path: Path | str) -> np.ndarray:

@@ -81,6 +81,20 @@ def grouped_nms_torch(
     return order[kept_sorted[torch.argsort(kept_sorted)]]
 
 
+def _grouped_nms_on_device(
+    boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """`grouped_nms_torch` where the tensors live; on the CPU NumPy's loop (same boxes kept).
+
+    P-Net leaves a few dozen boxes per image and scale: on the CPU, NumPy's suppression costs
+    a tenth of the many small torch operations.
+    """
+    if boxes.device.type != "cpu":
+        return grouped_nms_torch(boxes, scores, groups, threshold)
+    keep = grouped_nms(boxes.double().numpy(), scores.double().numpy(), groups.numpy(), threshold)
+    return torch.from_numpy(keep)
+
+
 def _in_sized_batch(net: torch.nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """`net`'s outputs for `batch`, run padded with zero rows to the next power of two.
 
@@ -116,11 +130,18 @@ def _area_crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     ceil((i+1)·L/size), like torch's "area" interpolation that facenet-pytorch uses for these
     weights (OpenCV's INTER_AREA weights pixels differently and shifts R-Net's scores enough to
     add false faces, e.g. on the astronaut's neck ring). Sums come from one integral image, so
-    every crop of the image costs four gathers.
+    every crop of the image costs four gathers; the integral covers only the part of the image
+    the boxes reach.
     """
+    boxes = boxes.astype(np.int64)
+    height, width = image.shape[:2]
+    x0, y0 = max(0, int(boxes[:, 0].min())), max(0, int(boxes[:, 1].min()))
+    x1, y1 = min(width, int(boxes[:, 2].max())), min(height, int(boxes[:, 3].max()))
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((len(boxes), size, size, 3))
+    image, boxes = image[y0:y1, x0:x1], boxes - (x0, y0, x0, y0)
     height, width = image.shape[:2]
     integral = cv2.integral(image, sdepth=cv2.CV_64F)
-    boxes = boxes.astype(np.int64)
     top, bottom = _window_edges(boxes[:, 1], boxes[:, 3] - boxes[:, 1], size)
     left, right = _window_edges(boxes[:, 0], boxes[:, 2] - boxes[:, 0], size)
     area = ((bottom - top)[:, :, None] * (right - left)[:, None, :])[..., None]
@@ -231,7 +252,7 @@ class MTCNNDetector:
         if not found:
             return _Candidates(np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0))
         image_index, boxes, scores, offsets = (torch.cat(part) for part in zip(*found, strict=True))
-        keep = grouped_nms_torch(boxes, scores, image_index, 0.7)
+        keep = _grouped_nms_on_device(boxes, scores, image_index, 0.7)
         boxes = boxes[keep]
         size = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, dim=1)
         regressed = (boxes + offsets[keep] * size).cpu().numpy()
@@ -253,7 +274,7 @@ class MTCNNDetector:
         corner = torch.stack([col, row], dim=1).double() * _STRIDE
         boxes = torch.cat([corner, corner + _CELL], dim=1) / scale
         image_index = torch.as_tensor(indices, device=hits.device)[batch_pos]
-        keep = grouped_nms_torch(boxes, scores, image_index, 0.5)
+        keep = _grouped_nms_on_device(boxes, scores, image_index, 0.5)
         return image_index[keep], boxes[keep], scores[keep], offsets[keep]
 
     def _crops(self, images: list[np.ndarray], candidates: _Candidates, size: int) -> torch.Tensor:

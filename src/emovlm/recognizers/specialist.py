@@ -28,7 +28,7 @@ from emovlm.recognizers.settings import SpecialistSettings, with_settings
 from emovlm.thumbnails import EXTRA_KEY as THUMBNAILS_KEY
 from emovlm.thumbnails import MAX_PER_SAMPLE, MAX_SIDE, evenly, thumbnail_entries
 from emovlm.types import Cost, Frame, FrameResults, Prediction, Sample, Status
-from emovlm.video import probe, stream_frames
+from emovlm.video import probe, read_ahead, stream_frames
 
 CHUNK_FRAMES = 64
 """Sampled frames decoded, tracked, cropped and classified together; nothing more is held."""
@@ -182,7 +182,9 @@ class SpecialistRecognizer:
         """Decode, track and crop one sample chunk by chunk, queueing the crops for the model."""
         started = time.perf_counter()
         info = probe(sample.media)
-        frames = stream_frames(sample.media, self.sampler.indices(info.frame_count, info.fps))
+        indices = self.sampler.indices(info.frame_count, info.fps)
+        # The next chunk decodes on another core while this one is tracked and classified.
+        frames = read_ahead(stream_frames(sample.media, indices), CHUNK_FRAMES)
         tracker = FaceTracker(
             self.detector, self.face_step, person_box=sample.box, all_faces=self.all_faces
         )

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emovlm.backends.expression.tf_ops import pad_same
+from emovlm.backends.expression.tf_ops import pad_same, same_pads
 from emovlm.backends.expression.torch_model import frozen_parameter
 from emovlm.errors import InputError
 
@@ -80,6 +80,40 @@ class KerasGraph(nn.Module):
         self._last_use = {
             name: step for step, layer in enumerate(self.layers) for name in layer.inputs
         }
+        self.folded: set[str] = set()
+        self._fold()
+
+    def _fold(self) -> None:
+        """Fold each batch norm, and a ReLU after it, into the linear convolution feeding it.
+
+        Only where each output has that one reader. The convolution's kernel and bias absorb
+        the norm's scale and shift (inference mode) and it applies the ReLU in place; the
+        folded layers become pass-throughs: two passes over the activations less, the same
+        outputs up to float rounding. The folded-away outputs (`folded`) cannot be asked for.
+        """
+        readers: dict[str, list[KerasLayer]] = {}
+        for layer in self.layers:
+            for name in layer.inputs:
+                readers.setdefault(name, []).append(layer)
+        for layer in self.layers:
+            conv = self.nodes[layer.inputs[0]] if len(layer.inputs) == 1 else None
+            if not (
+                isinstance(self.nodes[layer.name], nn.BatchNorm2d)
+                and isinstance(conv, _Conv)
+                and conv.linear
+                and len(readers[layer.inputs[0]]) == 1
+            ):
+                continue
+            conv.absorb(self.nodes[layer.name])
+            self.nodes[layer.name] = _Input()
+            self.folded.add(layer.inputs[0])
+            after = readers.get(layer.name, [])
+            relu = len(after) == 1 and after[0].kind == "Activation"
+            if relu and after[0].config["activation"] == "relu":
+                conv.activation = F.relu_
+                conv.linear = False
+                self.nodes[after[0].name] = _Input()
+                self.folded.add(layer.name)
 
     @classmethod
     def from_h5(cls, path: Path) -> KerasGraph:
@@ -92,6 +126,8 @@ class KerasGraph(nn.Module):
         A layer's output is dropped once its last reader has run: memory holds the live
         activations only, not every layer's.
         """
+        if asked := self.folded.intersection(outputs):
+            raise InputError(f"layer outputs {sorted(asked)} are folded into the next layers")
         values: dict[str, torch.Tensor] = {}
         for step, layer in enumerate(self.layers):
             inputs = [values[name] for name in layer.inputs] or [x]
@@ -133,7 +169,10 @@ class _Input(nn.Module):
 
 class _Add(nn.Module):
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        return torch.stack(xs).sum(dim=0)
+        total = xs[0]
+        for x in xs[1:]:
+            total = total + x
+        return total
 
 
 class _GlobalAveragePool(nn.Module):
@@ -149,8 +188,14 @@ class _MaxPool(nn.Module):
         self.same = config["padding"] == "same"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.same:  # TensorFlow never picks a padded cell as the maximum
-            x = pad_same(x, self.kernel, self.stride, value=float("-inf"))
+        if not self.same:
+            return F.max_pool2d(x, self.kernel, self.stride)
+        # TensorFlow never picks a padded cell as the maximum, as torch's own padding does not;
+        # an odd extra cell after (TF's rule) is torch's ceil mode. Else pad explicitly.
+        (top, bottom), (left, right) = (same_pads(n, self.kernel, self.stride) for n in x.shape[2:])
+        if (top, bottom) == (left, right) and bottom - top in (0, 1) and 2 * top <= self.kernel:
+            return F.max_pool2d(x, self.kernel, self.stride, padding=top, ceil_mode=bottom > top)
+        x = pad_same(x, self.kernel, self.stride, value=float("-inf"))
         return F.max_pool2d(x, self.kernel, self.stride)
 
 
@@ -179,15 +224,31 @@ class _Conv(nn.Module):
                 weights["kernel"].transpose(3, 2, 0, 1)
             )  # (kh, kw, in, out) → (out, in, kh, kw)
         self.bias = frozen_parameter(weights["bias"]) if "bias" in weights else None
+        self.linear = config.get("activation", "linear") == "linear"
+        # 'same' padding with stride 1 and an odd kernel is symmetric: the convolution's own.
+        symmetric = self.same and self.stride == 1 and self.kernel % 2 == 1
+        self.padding = self.kernel // 2 if symmetric else 0
+        self.pad_first = self.same and not symmetric
+
+    def absorb(self, norm: nn.BatchNorm2d) -> None:
+        """Fold an inference-mode batch norm that reads this (linear) convolution into it."""
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        bias = self.bias if self.bias is not None else torch.zeros_like(scale)
+        self.weight = nn.Parameter(self.weight * scale[:, None, None, None], requires_grad=False)
+        self.bias = nn.Parameter(
+            (bias - norm.running_mean) * scale + norm.bias, requires_grad=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.same:
+        if self.pad_first:
             x = pad_same(x, self.kernel, self.stride)
         if self.depthwise is not None:
-            x = F.conv2d(x, self.depthwise, stride=self.stride, groups=self.groups)
+            x = F.conv2d(
+                x, self.depthwise, stride=self.stride, padding=self.padding, groups=self.groups
+            )
             x = F.conv2d(x, self.weight, self.bias)
         else:
-            x = F.conv2d(x, self.weight, self.bias, stride=self.stride)
+            x = F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
         return self.activation(x)
 
 

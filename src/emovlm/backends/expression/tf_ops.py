@@ -8,12 +8,15 @@ import torch
 import torch.nn.functional as F
 
 
+def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding of one axis: (before, after); the odd pixel goes after."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
 def pad_same(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> torch.Tensor:
     """Pad NCHW as TensorFlow's 'same' padding does: the odd pixel goes after, not before."""
-    pads: list[int] = []
-    for size in (x.shape[3], x.shape[2]):  # F.pad wants the last axis first
-        total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
-        pads += [total // 2, total - total // 2]
+    pads = [*same_pads(x.shape[3], kernel, stride), *same_pads(x.shape[2], kernel, stride)]
     return F.pad(x, pads, value=value) if any(pads) else x
 
 
