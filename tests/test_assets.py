@@ -51,3 +51,12 @@ def test_registry_names_choices_and_the_install_command() -> None:
         registry.get("nope")
     with pytest.raises(MissingDependencyError, match=r"pip install 'emovlm\[vlm\]'"):
         registry.get("absent")
+
+
+def test_registry_declared_as_a_table_under_a_package() -> None:
+    registry: Registry[object] = Registry(
+        "widget", "json", (("decoder", "decoder:JSONDecoder", "", "the JSON decoder"),)
+    )
+    assert registry.names() == ["decoder"]
+    assert registry.get("decoder").__name__ == "JSONDecoder"
+    assert registry.describe("decoder") == ("the JSON decoder", "")

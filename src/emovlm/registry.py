@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import InitVar, dataclass, field
 from typing import Generic, TypeVar
 
 from emovlm.errors import InputError, MissingDependencyError
@@ -14,12 +14,22 @@ T = TypeVar("T")
 
 @dataclass
 class Registry(Generic[T]):
-    """Names → 'module:attribute' targets, imported only when a name is used."""
+    """Names → 'module:attribute' targets, imported only when a name is used.
+
+    Declared as a table: `Registry(kind, package, entries)`, each entry (name, target relative to
+    `package`, pip extra or "", help), in the order names are listed.
+    """
 
     kind: str
+    package: str = ""
+    entries: InitVar[Iterable[tuple[str, str, str, str]]] = ()
     _targets: dict[str, str] = field(default_factory=dict)
     _needs: dict[str, str] = field(default_factory=dict)
     _help: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self, entries: Iterable[tuple[str, str, str, str]]) -> None:
+        for name, target, needs, help in entries:
+            self.add(name, f"{self.package}.{target}" if self.package else target, needs, help)
 
     def add(self, name: str, target: str, needs: str = "", help: str = "") -> None:
         """Register `target` ('package.module:attr') under `name`; `needs` is the pip extra to name."""

