@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import yaml
-from scipy.stats import rankdata
 
 from emovlm.errors import InputError, MissingDependencyError
 from emovlm.eval.bootstrap import percentile_intervals
@@ -115,6 +114,8 @@ def label_frequencies(space: LabelSpace, language: str) -> np.ndarray:
 
 def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Spearman's rho along the last axis (leading axes broadcast); NaN where a side is constant."""
+    from scipy.stats import rankdata  # scipy.stats takes over a second to import: only when used
+
     rx = rankdata(np.asarray(x, dtype=float), axis=-1)
     ry = rankdata(np.asarray(y, dtype=float), axis=-1)
     rx = rx - rx.mean(axis=-1, keepdims=True)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _DPI = 90
 _GOLD_COLOR = "#9aa5b1"
@@ -24,8 +26,17 @@ def _plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+def _figure(width: float, height: float) -> Figure:
+    """A new figure; matplotlib is imported on the first plot, not when the CLI starts."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
 def _png(figure: Figure) -> bytes:
     """Render a figure to PNG bytes with the Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
@@ -39,7 +50,7 @@ def confusion_png(metrics: Mapping) -> bytes:
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     size = 0.45 * len(columns) + 2.5
-    figure = Figure(figsize=(size, 0.45 * len(rows) + 2.0))
+    figure = _figure(size, 0.45 * len(rows) + 2.0)
     axes = figure.subplots()
     image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
     axes.set_xticks(range(len(columns)), columns, rotation=60, ha="right", fontsize=8)
@@ -63,7 +74,7 @@ def recall_frequency_png(metrics: Mapping) -> bytes:
     gold_share = np.array([metrics["gold_share"][lab] for lab in labels])
     recall = np.array([metrics["per_class"][lab]["recall"] for lab in labels])
     head = np.array([lab in metrics.get("head_labels", ()) for lab in labels])
-    figure = Figure(figsize=(6.0, 4.0))
+    figure = _figure(6.0, 4.0)
     axes = figure.subplots()
     axes.scatter(gold_share[head], recall[head], color=_PRED_COLOR, label="head")
     axes.scatter(
@@ -93,7 +104,7 @@ def shares_png(metrics: Mapping) -> bytes:
             gold.append(0.0)
     sink = (metrics.get("sink") or {}).get("label")
     positions = np.arange(len(labels))
-    figure = Figure(figsize=(max(6.0, 0.5 * len(labels) + 2.0), 4.0))
+    figure = _figure(max(6.0, 0.5 * len(labels) + 2.0), 4.0)
     axes = figure.subplots()
     axes.bar(positions - 0.2, gold, width=0.4, color=_GOLD_COLOR, label="gold")
     colors = [_SINK_COLOR if lab == sink else _PRED_COLOR for lab in labels]
@@ -112,7 +123,7 @@ def trajectory_png(sample_id: str, trajectory: Mapping[str, Sequence]) -> bytes:
     """Per-frame label probabilities over time for one sample."""
     times = np.asarray(trajectory["times"], dtype=float)
     probs = np.asarray(trajectory["probs"], dtype=float)
-    figure = Figure(figsize=(6.0, 2.6))
+    figure = _figure(6.0, 2.6)
     axes = figure.subplots()
     for i, label in enumerate(trajectory["labels"]):
         marker = "." if len(times) < 40 else None
@@ -135,7 +146,7 @@ def timeline_png(sample_id: str, summary: pd.DataFrame, labels: Sequence[str]) -
     width = float(np.median(np.diff(starts))) if len(starts) > 1 else 1.0
     probs = summary[[f"p_{label}" for label in labels]].to_numpy(dtype=float)
     gap = np.isnan(probs).all(axis=1)
-    figure = Figure(figsize=(7.0, 2.6))
+    figure = _figure(7.0, 2.6)
     axes = figure.subplots()
     edges = np.r_[starts, starts[-1] + width] if len(starts) else np.zeros(1)
     bottom = np.zeros(len(starts))
@@ -176,7 +187,7 @@ def labelled_scatter_png(
     """One labelled point per class (the `highlight` label in red), e.g. F1 vs word frequency."""
     x_values, y_values = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     colors = [_SINK_COLOR if label == highlight else _PRED_COLOR for label in labels]
-    figure = Figure(figsize=(6.0, 4.0))
+    figure = _figure(6.0, 4.0)
     axes = figure.subplots()
     axes.scatter(x_values, y_values, color=colors)
     for label, xi, yi in zip(labels, x_values, y_values, strict=True):
@@ -203,7 +214,7 @@ def grouped_shares_png(
     positions = np.arange(len(labels))
     width = 0.8 / max(len(groups), 1)
     palette = (_GOLD_COLOR, _PRED_COLOR, _SINK_COLOR, "#4e9a06", "#c4a000")
-    figure = Figure(figsize=(max(6.0, 0.6 * len(labels) + 2.0), 4.0))
+    figure = _figure(max(6.0, 0.6 * len(labels) + 2.0), 4.0)
     axes = figure.subplots()
     for i, (name, values) in enumerate(groups.items()):
         offset = (i - (len(groups) - 1) / 2) * width
@@ -224,7 +235,7 @@ def sweep_png(summary: Mapping) -> bytes:
     numeric = all(isinstance(v, int | float) for v in values)
     positions = np.asarray(values, dtype=float) if numeric else np.arange(len(settings))
     width = 0.8 / max(len(metrics), 1)
-    figure = Figure(figsize=(max(6.0, 0.9 * len(settings) + 2.5), 4.0))
+    figure = _figure(max(6.0, 0.9 * len(settings) + 2.5), 4.0)
     axes = figure.subplots()
     for i, metric in enumerate(metrics):
         points = np.array([s["metrics"][metric] for s in settings])
@@ -254,7 +265,7 @@ def curves_png(
     title: str,
 ) -> bytes:
     """One line per named series of (x, y) points, e.g. this run's and a paper's macro F1 vs fps."""
-    figure = Figure(figsize=(6.0, 4.0))
+    figure = _figure(6.0, 4.0)
     axes = figure.subplots()
     for name, (x, y) in series.items():
         axes.plot(
