@@ -35,7 +35,13 @@ from emovlm.recognizers.describers import (
     VLMDescriber,
     Window,
 )
-from emovlm.recognizers.settings import MSCESettings, PickerSettings, VLMSettings, with_settings
+from emovlm.recognizers.settings import (
+    MSCESettings,
+    PickerSettings,
+    VLMSettings,
+    flag,
+    with_settings,
+)
 from emovlm.recognizers.vlm import AnswerReader, VLMRecognizer, build_backend
 from emovlm.thumbnails import EXTRA_KEY as THUMBNAILS_KEY
 from emovlm.thumbnails import thumbnail_entries
@@ -113,22 +119,16 @@ class MSCERecognizer:
             raise InputError(
                 f"--recognizer msce answers one label per clip; {label_space.name} is multi-label"
             )
-        llm = {"--llm-backend": s.llm_backend, "--llm-model": s.llm_model}
-        llm["--llm-base-url"] = s.llm_base_url
-        given = [flag for flag, value in llm.items() if value is not None]
+        llm = ("llm_backend", "llm_model", "llm_base_url")
+        given = [flag(name) for name in llm if getattr(s, name) is not None]
         uses_llm = s.stage2 == "text" and (bool(given) or not s.model)
         if given and not uses_llm:
             raise InputError(f"{', '.join(given)} apply to --stage2 text only")
         if (s.stage2 == "interleaved" or s.describer == "vlm" or not uses_llm) and not s.model:
             raise InputError("--recognizer msce needs --model (a VLM folder, id or served name)")
         self.label_space = label_space
-        self.keyframes, self.per_gap, self.edges, self.stage2 = (
-            s.keyframes,
-            s.per_gap,
-            s.edges,
-            s.stage2,
-        )
-        self.concurrency = s.concurrency
+        self.keyframes, self.per_gap, self.edges = s.keyframes, s.per_gap, s.edges
+        self.stage2, self.concurrency = s.stage2, s.concurrency
         prompt = s.prompt or "msce-classify"  # stage 2's prompt, whichever model answers
         frames = f"msce:{s.keyframes}x{s.per_gap}"
         stage2 = s.pick(VLMSettings, frames=frames, prompt=prompt)
