@@ -27,6 +27,8 @@ from emovlm.recognizers.settings import (
     flag,
 )
 from emovlm.recognizers.vlm import VLMRecognizer
+from emovlm.train.settings import FaceSettings, HeadSettings, LoraSettings
+from emovlm.train.settings import VLMSettings as TrainVLMSettings
 from openai_server import FakeOpenAIServer
 
 
@@ -165,3 +167,16 @@ def test_a_settings_object_and_keywords_build_the_same_recognizer(
     assert overridden.spec.frames == "uniform:3" and overridden.config()["frames"] != "uniform:2"
     with pytest.raises(InputError, match="--frame is no setting of VLMSettings"):
         VLMRecognizer(space, base, frame="all")
+
+
+def test_finetune_options_come_from_the_training_settings_with_each_targets_default() -> None:
+    options = _options("finetune")
+    for cls in (HeadSettings, FaceSettings, LoraSettings, TrainVLMSettings):
+        for f in fields(cls):
+            name = f.metadata.get("flag") or f.name
+            assert _unescaped(options[name].help).startswith(f.metadata["help"]), name
+    assert "(default: specialist 10, vlm 3)" in options["epochs"].help
+    result = CliRunner().invoke(cli.app, ["finetune", "--help"], env={"COLUMNS": "400"})
+    assert (
+        result.exit_code == 0 and "--lora-rank" in result.output and "--head-kind" in result.output
+    )
