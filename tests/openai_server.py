@@ -220,8 +220,8 @@ class FakeOpenAIServer:
         self.outcomes: list[int] = []
         """Per chat request in arrival order: 429 if turned away as busy, else 200 (admitted)."""
         self.answered = 0
+        """Chat requests answered with a completion (counted as the response is sent)."""
         self.stopped = False
-        """Chat requests answered with a completion (the response fully sent)."""
         self.release = threading.Event()
         """Set it to let requests held by `Behaviour.hold_from` go on."""
         self.injected: Counter[str] = Counter()
@@ -384,6 +384,7 @@ class FakeOpenAIServer:
                             "videos": videos,
                             "authorization": self.headers.get("Authorization", ""),
                             "number": self._number,
+                            "peer": self.client_address[:2],
                         }
                     )
                 seen = images + [frame for video in videos for frame in video["frames"]]
@@ -414,9 +415,10 @@ class FakeOpenAIServer:
                         400, f"bad request from key {self.headers.get('Authorization', '')[7:]}"
                     )
                     return
-                self._send(200, self._completion(body, text, images, videos, probe))
-                with server._lock:
+                completion = self._completion(body, text, images, videos, probe)
+                with server._lock:  # counted before it leaves: a client may act on it at once
                     server.answered += 1
+                self._send(200, completion)
 
             def _check(
                 self, body: dict[str, Any]

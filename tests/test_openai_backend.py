@@ -118,6 +118,15 @@ def test_concurrency_is_bounded(fresh: FakeOpenAIServer) -> None:
     assert fresh.max_in_flight == 4
 
 
+def test_requests_share_a_pool_of_at_most_concurrency_kept_alive_connections(
+    fresh: FakeOpenAIServer,
+) -> None:
+    requests = [VLMRequest((GREY, f"k{i}")) for i in range(24)]
+    answers = backend(fresh, concurrency=4).generate(requests, GREEDY)
+    assert all(not a.error for a in answers) and len(fresh.received) == 24
+    assert len({r["peer"] for r in fresh.received}) <= 4  # no connection of its own per request
+
+
 def test_retries_429_with_retry_after_and_5xx_then_succeeds(fresh: FakeOpenAIServer) -> None:
     fresh.behaviour.faults = {
         "[flaky]": [Fault(status=429, retry_after=0.3), Fault(status=503), Fault(drop=True)]

@@ -11,6 +11,9 @@ from typing import Any
 from emovlm.backends.cache import ResponseCache, request_key
 from emovlm.backends.vlm import VLM, GenerationSettings, Mode, VLMAnswer, VLMRequest
 
+Ready = tuple[str | None, VLMAnswer | None, Any]
+"""A request made ready to send: its cache key, its cached answer, the backend's messages."""
+
 
 class CachedVLM:
     """Serve temperature-0 requests from the cache; send only misses to the backend.
@@ -52,16 +55,18 @@ class CachedVLM:
         settings: GenerationSettings,
         labels: Sequence[str] | None,
         pool: Executor,
+        ready: Ready | None = None,
     ) -> VLMAnswer:
         """One answer: from the cache, else from the backend, cached (and committed) on arrival.
 
-        Hashing, the cache lookup and building the request's messages run as one job on `pool`,
-        off the event loop, as do cache writes and the preflight.
+        Hashing, the cache lookup and building the request's messages (`ready`, unless the
+        caller did it already) run as one job on `pool`, off the event loop, as do cache writes
+        and the preflight.
         """
         loop = asyncio.get_running_loop()
-        key, hit, messages = await loop.run_in_executor(
-            pool, self._ready, mode, request, settings, labels
-        )
+        if ready is None:
+            ready = await loop.run_in_executor(pool, self.ready, mode, request, settings, labels)
+        key, hit, messages = ready
         if hit is not None:
             return hit
         if mode not in self._preflighted:
@@ -73,15 +78,15 @@ class CachedVLM:
             await loop.run_in_executor(pool, self.cache.put_many, {key: answer.to_json()})  # type: ignore[union-attr]
         return answer
 
-    def _ready(
+    def ready(
         self,
         mode: Mode,
         request: VLMRequest,
         settings: GenerationSettings,
         labels: Sequence[str] | None,
-    ) -> tuple[str | None, VLMAnswer | None, Any]:
+    ) -> Ready:
         """The request's cache key (None: not cached), its cached answer if any, else the
-        backend's messages for it."""
+        backend's messages for it (CPU and disk work: call it off the event loop)."""
         key = None
         if self.cache is not None and settings.deterministic:
             key = self.key(mode, request, settings, labels)

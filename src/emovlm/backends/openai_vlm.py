@@ -206,7 +206,7 @@ class OpenAIVLM:
             self._counts.update(amounts)
 
     def _client(self) -> ChatHTTP:
-        """A pooled HTTP client for this server (one per event loop), with `concurrency` connections."""
+        """A pooled HTTP client of this server (one per event loop), `concurrency` connections."""
         return ChatHTTP(self.base_url, self._key, self.timeout, limit=self.concurrency)
 
     # ---- requests ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from emovlm.backends.cache import ResponseCache
-from emovlm.backends.cached import CachedVLM
+from emovlm.backends.cached import CachedVLM, Ready
 from emovlm.backends.images import crop_box, draw_box, fit_within
 from emovlm.backends.loop import LoopThread
 from emovlm.backends.vlm import (
@@ -168,10 +168,10 @@ class VLMRecognizer:
     `cache_dir` (default: the emovlm cache folder), so a rerun makes no model call. `concurrency`
     is the number of requests in flight for servers and the batch size for local models: `stream`
     keeps `concurrency` requests at a server and as many samples prepared behind them (a new one
-    is sent as soon as one is answered, each answer cached on arrival) and feeds local models micro-batches. For
-    samples with a person box the person is shown by a red box drawn on the image
-    (`person="box"`), by cropping to the box (`person="crop"`), or by both: the full image with
-    the red box, then the crop (`person="crop+full"`). `match`, `vad` and the score-mode label
+    is sent as soon as one is answered, each answer cached on arrival) and feeds local models
+    micro-batches. For samples with a person box the person is shown by a red box drawn on the
+    image (`person="box"`), by cropping to the box (`person="crop"`), or by both: the full image
+    with the red box, then the crop (`person="crop+full"`). `match`, `vad` and the score-mode label
     count are those of `AnswerReader`.
     """
 
@@ -286,12 +286,12 @@ class VLMRecognizer:
         """One sample: prepared on `pool`, answered (or read from the cache), parsed."""
         started = time.perf_counter()
         try:
-            item = await asyncio.get_running_loop().run_in_executor(
-                pool, self._prepare_in_pool, sample
-            )
             labels = self.label_space.labels if self.mode == "score" else None
+            item, ready = await asyncio.get_running_loop().run_in_executor(
+                pool, self._prepare_ready, sample, labels
+            )
             answer = await self.vlm.answer(
-                client, self.mode, item.request, self.settings, labels, pool
+                client, self.mode, item.request, self.settings, labels, pool, ready
             )
             cost = answer.cost + Cost(seconds=item.seconds)
             return self.prediction(sample.id, answer, cost=cost, extra=item.extra)
@@ -303,6 +303,13 @@ class VLMRecognizer:
             raise
         except Exception as exc:
             return failure(sample, exc, started)
+
+    def _prepare_ready(
+        self, sample: Sample, labels: Sequence[str] | None
+    ) -> tuple[_Prepared, Ready]:
+        """On a pool thread, in one job: the sample's request, its cache lookup and messages."""
+        item = self._prepare_in_pool(sample)
+        return item, self.vlm.ready(self.mode, item.request, self.settings, labels)
 
     def _prepare_in_pool(self, sample: Sample) -> _Prepared:
         """`_prepare` on a pool thread; face detection (OpenCV's is not thread-safe) one at a time."""
