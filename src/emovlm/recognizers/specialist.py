@@ -33,6 +33,9 @@ from emovlm.video import probe, read_ahead, stream_frames
 CHUNK_FRAMES = 64
 """Sampled frames decoded, tracked, cropped and classified together; nothing more is held."""
 
+READ_AHEAD_FRAMES = CHUNK_FRAMES
+"""Frames decoded ahead on a background thread while a chunk is analysed (0: none)."""
+
 MAX_GAPS = 100
 """Gaps listed per sample in `extra["gaps"]`; `extra["n_gaps"]` counts them all."""
 
@@ -183,8 +186,9 @@ class SpecialistRecognizer:
         started = time.perf_counter()
         info = probe(sample.media)
         indices = self.sampler.indices(info.frame_count, info.fps)
-        # The next chunk decodes on another core while this one is tracked and classified.
-        frames = read_ahead(stream_frames(sample.media, indices), CHUNK_FRAMES)
+        frames = stream_frames(sample.media, indices)
+        if READ_AHEAD_FRAMES:  # the next chunk decodes on another core while this one is analysed
+            frames = read_ahead(frames, READ_AHEAD_FRAMES)
         tracker = FaceTracker(
             self.detector, self.face_step, person_box=sample.box, all_faces=self.all_faces
         )
