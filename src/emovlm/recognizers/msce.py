@@ -196,14 +196,10 @@ class MSCERecognizer:
         return self.classifier.batch_size if self.classifier else max(32, 4 * self.concurrency)
 
     def config(self) -> Mapping[str, Any]:
-        """The plan, the describer's and the stage-2 model's settings."""
+        """The describer's and the stage-2 model's configs, and the settings (plan included)."""
         return {
             "recognizer": self.name,
             "label_set": self.label_space.name,
-            "keyframes": self.keyframes,
-            "per_gap": self.per_gap,
-            "edges": self.edges,
-            "stage2": self.stage2,
             "describer": dict(self.describer.config()),
             "classifier": dict(self.classifier.config()) if self.classifier else None,
             "text_llm": self.picker.config() if self.picker else None,

@@ -318,8 +318,7 @@ class ReadSettings(Settings):
 
     max_labels: int = option(
         6,
-        "labels to ask for in 'pick up to k' prompts, and answered in score mode for multi-label "
-        "sets",
+        "k of 'pick up to k labels' prompts; labels answered in score mode (multi-label)",
         minimum=1,
     )
     match: MatchMode = option(
@@ -512,14 +511,8 @@ RECOGNIZER_SETTINGS: dict[str, type[Settings]] = {
 """Recognizer name → its settings class (the names of `recognizers.base.RECOGNIZERS`)."""
 
 GROUPS: tuple[type[Settings], ...] = (
-    ModelSettings,
-    LocalSettings,
-    RequestSettings,
-    ServedSettings,
-    CacheSettings,
-    ImageSettings,
+    *AnsweringVLMSettings.__bases__,
     ShowSettings,
-    AskSettings,
     ReadSettings,
     LLMSettings,
     SpecialistSettings,
