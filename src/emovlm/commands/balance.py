@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from emovlm.commands._dataset_options import DatasetOptionPairs, LabelSet, parse_pairs
+from emovlm.commands._dataset_options import adapter_options, with_dataset_options
 from emovlm.errors import InputError
 
 
+@with_dataset_options
 def balance(
     dataset: Annotated[str, typer.Option(help="dfew | ferv39k | mafw | folder | manifest")],
     root: Annotated[Path, typer.Option(help="dataset root folder")],
@@ -26,13 +27,13 @@ def balance(
     ],
     split: Annotated[str, typer.Option(help="split to balance")] = "test",
     fold: Annotated[int, typer.Option(help="fold (DFEW, MAFW)")] = 1,
-    label_set: LabelSet = None,
-    dataset_option: DatasetOptionPairs = None,
     seed: Annotated[int, typer.Option(help="seed of the per-class draws")] = 0,
     allow_fewer: Annotated[
         bool,
         typer.Option(help="take every sample of classes smaller than --per-class (else: error)"),
     ] = False,
+    *,
+    dataset_flags: dict[str, Any],
 ) -> None:
     """Draw the same number of samples from every class (seeded) and save them as a manifest.
 
@@ -48,10 +49,7 @@ def balance(
 
     if out.suffix.lower() != ".csv":
         raise InputError(f"--out {out}: write the manifest as a .csv file")
-    options = parse_pairs(dataset_option, "--dataset-option")
-    if label_set is not None:
-        options["label_set"] = label_set
-    data = open_dataset(dataset, root, split=split, fold=fold, **options)
+    data = open_dataset(dataset, root, split=split, fold=fold, **adapter_options(dataset_flags))
     samples, selection = balanced_samples(
         list(data.samples()),
         data.label_space,

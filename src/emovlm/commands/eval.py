@@ -11,15 +11,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from emovlm.commands._dataset_options import (
-    DATA_PANEL,
-    DatasetName,
-    DatasetOptionPairs,
-    DatasetRoot,
-    Fold,
-    LabelSet,
-    parse_pairs,
-)
+from emovlm.commands._dataset_options import DATA_PANEL, parse_pairs, with_dataset_options
 from emovlm.commands._recognizer_options import build_recognizer, with_recognizer_options
 from emovlm.errors import InputError
 
@@ -39,19 +31,15 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+@with_dataset_options
 @with_recognizer_options
 def eval_command(
-    dataset: DatasetName = None,
-    root: DatasetRoot = None,
     split: Annotated[
         str | None,
         typer.Option(
             help="train | test (| val for EMOTIC) (default: test)", rich_help_panel=DATA_PANEL
         ),
     ] = None,
-    fold: Fold = None,
-    label_set: LabelSet = None,
-    dataset_option: DatasetOptionPairs = None,
     recognizer: Annotated[
         str | None,
         typer.Option(
@@ -153,6 +141,7 @@ def eval_command(
         ),
     ] = 32,
     *,
+    dataset_flags: dict[str, Any],
     recognizer_options: dict[str, Any],
 ) -> None:
     """Evaluate a recognizer on a dataset split; results land in a resumable run folder.
@@ -174,14 +163,14 @@ def eval_command(
     recognizer_options = {**file_config.pop("recognizer_options", {}), **recognizer_options}
     dataset_options = {
         **file_config.pop("dataset_options", {}),
-        **parse_pairs(dataset_option, "--dataset-option"),
+        **parse_pairs(dataset_flags.get("dataset_option"), "--dataset-option"),
     }
     settings = {
-        "dataset": dataset,
-        "root": root,
+        "dataset": dataset_flags.get("dataset"),
+        "root": dataset_flags.get("root"),
         "split": split,
-        "fold": fold,
-        "label_set": label_set,
+        "fold": dataset_flags.get("fold"),
+        "label_set": dataset_flags.get("label_set"),
         "recognizer": recognizer,
         "run_dir": run_dir,
         "limit": limit,

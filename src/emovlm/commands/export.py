@@ -3,34 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from emovlm.commands._dataset_options import (
-    DATA_PANEL,
-    DatasetName,
-    DatasetOptionPairs,
-    DatasetRoot,
-    Fold,
-    LabelSet,
-)
-from emovlm.commands.finetune import open_split
+from emovlm.commands._dataset_options import DATA_PANEL, open_split, with_dataset_options
 
 _VIEW = "What the model is shown (as `eval --recognizer vlm`)"
 
 
+@with_dataset_options
 def export_command(
     out: Annotated[Path, typer.Option(help="folder to write the JSONL files and media into")],
-    dataset: DatasetName = None,
-    root: DatasetRoot = None,
     split: Annotated[
         str, typer.Option(help="split to export", rich_help_panel=DATA_PANEL)
     ] = "train",
-    fold: Fold = None,
-    label_set: LabelSet = None,
-    dataset_option: DatasetOptionPairs = None,
     formats: Annotated[
         str, typer.Option("--format", help="llava, sharegpt or both (comma-separated)")
     ] = "llava,sharegpt",
@@ -54,6 +42,8 @@ def export_command(
         int, typer.Option(help="k of 'up to k labels' prompts", rich_help_panel=_VIEW)
     ] = 6,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    *,
+    dataset_flags: dict[str, Any],
 ) -> None:
     """Write a split's questions and gold answers as JSONL that LLaVA and LLaMA-Factory train on.
 
@@ -70,9 +60,7 @@ def export_command(
     from emovlm.train.instructions import ViewBuilder
     from emovlm.train.trainset import labelled_samples
 
-    data = open_split(
-        dataset, root, split, fold=fold, label_set=label_set, dataset_option=dataset_option
-    )
+    data = open_split(dataset_flags, split)
     builder = ViewBuilder(
         data.label_space,
         frames=frames,

@@ -11,15 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from emovlm.commands._dataset_options import (
-    DATA_PANEL,
-    DatasetName,
-    DatasetOptionPairs,
-    DatasetRoot,
-    Fold,
-    LabelSet,
-    parse_pairs,
-)
+from emovlm.commands._dataset_options import DATA_PANEL, open_split, with_dataset_options
 from emovlm.commands._recognizer_options import flag_type, with_options
 from emovlm.errors import InputError
 from emovlm.train.settings import (
@@ -36,26 +28,6 @@ _VLM = "LoRA [--target vlm]"
 _RUN = "Run"
 
 TARGETS = ("specialist", "vlm")
-
-
-def open_split(
-    dataset: str | None,
-    root: Path | None,
-    split: str,
-    *,
-    fold: int | None,
-    label_set: str | None,
-    dataset_option: list[str] | None,
-) -> Any:
-    """Open one split of a dataset from the command-line flags shared by finetune and export."""
-    from emovlm.data.base import open_dataset
-
-    if not dataset or root is None:
-        raise InputError("give --dataset and --root")
-    options = parse_pairs(dataset_option, "--dataset-option")
-    if label_set:
-        options["label_set"] = label_set
-    return open_dataset(dataset, root, split=split, fold=fold or 1, **options)
 
 
 TARGET_SETTINGS: dict[str, tuple[type, type]] = {
@@ -106,15 +78,11 @@ def _in(panel: str, help: str, *declarations: str) -> Any:
     return typer.Option(*declarations, help=help, rich_help_panel=panel)
 
 
+@with_dataset_options
 @with_options(finetune_options()[0], "options")
 def finetune_command(
-    dataset: DatasetName = None,
-    root: DatasetRoot = None,
     train_split: Annotated[str, _in(DATA_PANEL, "split to train on")] = "train",
     split: Annotated[str, _in(DATA_PANEL, "split to evaluate on after training")] = "test",
-    fold: Fold = None,
-    label_set: LabelSet = None,
-    dataset_option: DatasetOptionPairs = None,
     train_limit: Annotated[
         int | None, _in(DATA_PANEL, "train on N samples drawn at random (seeded)")
     ] = None,
@@ -137,6 +105,7 @@ def finetune_command(
     bootstrap: Annotated[int, _in(_RUN, "bootstrap resamples")] = 1000,
     progress: Annotated[bool, _in(_RUN, "show progress bars")] = True,
     *,
+    dataset_flags: dict[str, Any],
     options: dict[str, Any],
 ) -> None:
     """Fine-tune on a dataset's training split and compare per-class recall on its test split.
@@ -159,11 +128,10 @@ def finetune_command(
     if wrong:
         flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
         raise InputError(f"{flags} does not apply to --target {target}")
-    location = {"fold": fold, "label_set": label_set, "dataset_option": dataset_option}
-    train_data = open_split(dataset, root, train_split, **location)
-    eval_data = open_split(dataset, root, split, **location) if evaluate else None
+    train_data = open_split(dataset_flags, train_split)
+    eval_data = open_split(dataset_flags, split) if evaluate else None
     options = {**options, "sampler": sampler}
-    folder = run_dir or Path(f"runs/finetune-{dataset}-{target}-{sampler}")
+    folder = run_dir or Path(f"runs/finetune-{dataset_flags['dataset']}-{target}-{sampler}")
     run = {"resume": resume, "progress": progress, "n_bootstrap": bootstrap}
     run["seed"] = options.get("seed", 0)
     if target == "specialist":

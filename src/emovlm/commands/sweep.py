@@ -10,7 +10,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from emovlm.commands._dataset_options import DATA_PANEL, DatasetOptionPairs, LabelSet, parse_pairs
+from emovlm.commands._dataset_options import DATA_PANEL, adapter_options, with_dataset_options
 from emovlm.commands._recognizer_options import with_recognizer_options
 from emovlm.errors import InputError
 
@@ -85,6 +85,7 @@ def _experiment(
     return grid_experiment(chosen, _grid(grid))
 
 
+@with_dataset_options
 @with_recognizer_options
 def sweep_command(
     dataset: Annotated[
@@ -96,8 +97,6 @@ def sweep_command(
     fold: Annotated[
         int, typer.Option(help="fold 1-5 for DFEW and MAFW", rich_help_panel=DATA_PANEL)
     ] = 1,
-    label_set: LabelSet = None,
-    dataset_option: DatasetOptionPairs = None,
     experiment: Annotated[
         str, typer.Option(help="fps | shuffle | msce | grid", rich_help_panel=_SWEEP)
     ] = "fps",
@@ -149,6 +148,7 @@ def sweep_command(
         bool, typer.Option(help="show progress bars", rich_help_panel=_SWEEP)
     ] = True,
     *,
+    dataset_flags: dict[str, Any],
     recognizer_options: dict[str, Any],
 ) -> None:
     """Run one recognizer setting after another on the same samples, then compare them.
@@ -173,10 +173,7 @@ def sweep_command(
     plan = _experiment(experiment, recognizer, _listed(values), grid, options).with_reference(
         reference
     )
-    dataset_options = parse_pairs(dataset_option, "--dataset-option")
-    if label_set:
-        dataset_options["label_set"] = label_set
-    data = open_dataset(dataset, root, split=split, fold=fold, **dataset_options)
+    data = open_dataset(dataset, root, split=split, fold=fold, **adapter_options(dataset_flags))
     result = run_sweep(
         data,
         plan,
