@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -124,3 +127,18 @@ def test_bad_settings_are_refused_up_front() -> None:
         SpecialistRecognizer(FER2013, aggregate="median")
     with pytest.raises(InputError, match="face-step"):
         SpecialistRecognizer(FER2013, face_step=0)
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_importing_emovlm_makes_torch_threads_wait_passively_unless_told(
+    preset: str | None, expected: str
+) -> None:
+    """torch reads OMP_WAIT_POLICY when it loads: emovlm sets it first, keeping a user's value."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset is not None:
+        env["OMP_WAIT_POLICY"] = preset
+    code = "import os, emovlm; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == expected
