@@ -7,7 +7,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from emovlm.errors import BackendError, MediaError, MissingAssetError, MissingDependencyError
 from emovlm.protocols import Recognizer
@@ -129,6 +129,11 @@ def prepare_each(
                 sample.id, str(exc), Cost(seconds=time.perf_counter() - started)
             )
     return failed, prepared
+
+
+def model_config(backend: str, model: str, vlm: Any) -> dict[str, Any]:
+    """The model entries of a config: backend, model name and the model's fingerprint."""
+    return {"backend": backend, "model": model, "model_fingerprint": dict(vlm.fingerprint())}
 
 
 RECOGNIZERS: Registry[Recognizer] = Registry("recognizer")

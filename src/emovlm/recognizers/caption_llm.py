@@ -21,6 +21,7 @@ from emovlm.backends.vlm import GenerationSettings, VLMAnswer, VLMRequest
 from emovlm.errors import InputError
 from emovlm.labels import LabelSpace
 from emovlm.prompts import PromptTemplate, load_prompt
+from emovlm.recognizers.base import model_config
 from emovlm.recognizers.settings import (
     CaptionLLMSettings,
     LocalSettings,
@@ -97,9 +98,7 @@ class LabelPicker:
         smoke = {"smoke_test_only": True} if self.smoke_test else {}
         return {
             **smoke,
-            "backend": self.backend_name,
-            "model": self.model,
-            "model_fingerprint": dict(self.llm.fingerprint()),
+            **model_config(self.backend_name, self.model, self.llm),
             "mode": self.reader.mode,
             "prompt": template_digest(self.template),
             "max_labels": self.reader.max_labels,

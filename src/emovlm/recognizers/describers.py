@@ -19,6 +19,7 @@ import numpy as np
 from emovlm.backends.vlm import VLM, GenerationSettings, VLMRequest
 from emovlm.labels import LabelSpace
 from emovlm.prompts import load_prompt
+from emovlm.recognizers.base import model_config
 from emovlm.recognizers.specialist import SpecialistRecognizer
 from emovlm.recognizers.vlm import visual_part
 from emovlm.types import Cost, Frame, Sample, Status
@@ -251,9 +252,7 @@ class VLMDescriber:
         """Model, prompt and decoding settings of the describer."""
         return {
             "describer": self.name,
-            "backend": self.backend_name,
-            "model": self.model,
-            "model_fingerprint": dict(self.vlm.fingerprint()),
+            **model_config(self.backend_name, self.model, self.vlm),
             "prompt": self.template.name,
             "prompt_sha256": hashlib.sha256(self.template.source.encode()).hexdigest(),
             "max_new_tokens": self.settings.max_new_tokens,

@@ -22,6 +22,7 @@ from emovlm.backends.vlm import GenerationSettings, VLMRequest
 from emovlm.errors import InputError
 from emovlm.labels import Extract, LabelSpace
 from emovlm.prompts import load_prompt
+from emovlm.recognizers.base import model_config
 from emovlm.types import Prediction, Status
 
 JUDGE_PROMPT = "judge-answer"
@@ -74,9 +75,7 @@ class AnswerJudge:
         """What determines the judge's readings (for run configs and reports)."""
         return {
             "extract": self.extract,
-            "backend": self.backend_name,
-            "model": self.model,
-            "model_fingerprint": dict(self.llm.fingerprint()),
+            **model_config(self.backend_name, self.model, self.llm),
             "prompt": JUDGE_PROMPT,
             "max_new_tokens": self.settings.max_new_tokens,
         }
