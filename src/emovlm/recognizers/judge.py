@@ -17,59 +17,38 @@ from typing import Any
 
 from emovlm.backends.cache import ResponseCache
 from emovlm.backends.cached import CachedVLM
-from emovlm.backends.text_llm import DEFAULT_TEXT_LLM, build_text_llm
+from emovlm.backends.text_llm import build_text_llm
 from emovlm.backends.vlm import GenerationSettings, VLMRequest
-from emovlm.errors import InputError
 from emovlm.labels import Extract, LabelSpace
 from emovlm.prompts import load_prompt
 from emovlm.recognizers.base import model_config
+from emovlm.recognizers.settings import JudgeSettings, LocalSettings, RequestSettings, with_settings
 from emovlm.types import Prediction, Status
 
 JUDGE_PROMPT = "judge-answer"
 
 
+@with_settings(JudgeSettings)
 class AnswerJudge:
     """A text LLM (local transformers/GGUF or an OpenAI-compatible server) that re-reads answers."""
 
     def __init__(
-        self,
-        label_space: LabelSpace,
-        *,
-        extract: Extract = "rules+judge",
-        backend: str = "transformers",
-        model: str = DEFAULT_TEXT_LLM,
-        base_url: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        max_new_tokens: int = 24,
-        concurrency: int = 8,
-        device: str = "cpu",
-        dtype: str = "float32",
-        cache: bool = True,
-        cache_dir: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 4,
+        self, label_space: LabelSpace, settings: JudgeSettings | None = None, **options: Any
     ) -> None:
-        if extract not in ("judge", "rules+judge"):
-            raise InputError(f"--extract {extract!r} asks no judge; use judge or rules+judge")
-        if max_new_tokens < 1:
-            raise InputError(f"--judge-max-new-tokens must be ≥ 1, not {max_new_tokens}")
+        s = JudgeSettings.of(settings, options)
         self.label_space = label_space
-        self.extract = extract
-        self.backend_name, self.model = backend, model
+        self.extract: Extract = s.extract
+        self.backend_name, self.model = s.backend, s.model
         self.llm = build_text_llm(
-            backend,
-            model,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-            device=device,
-            dtype=dtype,
-            timeout=timeout,
-            max_retries=max_retries,
+            s.backend,
+            s.model,
+            base_url=s.base_url,
+            api_key_env=s.api_key_env,
+            **s.values_of(RequestSettings, LocalSettings),
         )
-        self.cached = CachedVLM(self.llm, ResponseCache(cache_dir) if cache else None)
+        self.cached = CachedVLM(self.llm, ResponseCache(s.cache_dir) if s.cache else None)
         self.template = load_prompt(JUDGE_PROMPT)
-        self.settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.0)
+        self.settings = GenerationSettings(max_new_tokens=s.max_new_tokens, temperature=0.0)
 
     def config(self) -> dict[str, Any]:
         """What determines the judge's readings (for run configs and reports)."""

@@ -497,6 +497,22 @@ class RandomSettings(BaselineSettings):
     draw_seed: int = option(0, "seed of the per-sample random draws")
 
 
+@dataclass(frozen=True, kw_only=True)
+class JudgeSettings(RequestSettings, LocalSettings, CacheSettings):
+    """The answer judge of `--extract rules+judge|judge`: a text LLM that re-reads answers."""
+
+    extract: Literal["judge", "rules+judge"] = option(
+        "rules+judge",
+        "judge: the text LLM reads every answer | rules+judge: only those the rules leave unsettled",
+        flag="extract",
+    )
+    backend: str = override(ModelSettings, "backend", DEFAULT_BACKEND)
+    model: str = override(LLMSettings, "llm_model", DEFAULT_TEXT_LLM)
+    base_url: str | None = override(ModelSettings, "base_url", None)
+    api_key_env: str = override(ModelSettings, "api_key_env", "OPENAI_API_KEY")
+    max_new_tokens: int = override(AskSettings, "max_new_tokens", 24)
+
+
 RECOGNIZER_SETTINGS: dict[str, type[Settings]] = {
     "specialist": SpecialistSettings,
     "vlm": VLMSettings,
