@@ -10,6 +10,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -248,3 +249,15 @@ def test_peak_memory_does_not_grow_with_video_length(
     short = peak_mib_of_predict(loop_video(source, tmp_path / "short.mp4", 3, width=160))
     long = peak_mib_of_predict(loop_video(source, tmp_path / "long.mp4", 30, width=160))
     assert long < short + 40, json.dumps({"short_mib": short, "long_mib": long})
+
+
+def test_no_read_ahead_thread_outlives_a_prediction(
+    recognizer: SpecialistRecognizer, asset: Callable[[str], Path], tmp_path: Path
+) -> None:
+    picture = face(asset, "feat-happy")
+    whole = write_video(tmp_path / "whole.mp4", [scene([(picture, 100, 25)])] * 80)
+    cut = write_video(tmp_path / "cut.avi", [scene([(picture, 100, 25)])] * 80)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 2 // 3])
+    predictions = recognizer.predict([Sample("whole", whole), Sample("cut", cut)])
+    assert predictions[0].status is Status.OK and len(predictions[0].frames.index) == 80
+    assert not [t for t in threading.enumerate() if t.name == "emovlm-read-ahead"]

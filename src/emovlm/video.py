@@ -13,7 +13,7 @@ import queue
 import re
 import stat
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -124,7 +124,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return None
 
 
-def _trimmed(frames: Iterator[Frame]) -> Iterator[Frame]:
+def _trimmed(frames: Iterator[Frame]) -> Generator[Frame]:
     """The frames, giving freed heap memory back every TRIM_EVERY_FRAMES frames.
 
     Decoded frames are freed in another order than they were made, so glibc's heap fragments
@@ -140,7 +140,7 @@ def _trimmed(frames: Iterator[Frame]) -> Iterator[Frame]:
 
 def stream_frames(
     path: Path | str, indices: Sequence[int], *, fps: float | None = None
-) -> Iterator[Frame]:
+) -> Generator[Frame]:
     """Decode the frames at `indices` in time order (each once), holding one at a time.
 
     The streaming form of `read_frames` for long videos: bad arguments and paths raise at the
@@ -166,7 +166,7 @@ class _End(NamedTuple):
     error: BaseException | None
 
 
-def read_ahead(frames: Iterator[Frame], count: int) -> Iterator[Frame]:
+def read_ahead(frames: Iterator[Frame], count: int) -> Generator[Frame]:
     """The same frames, decoded up to `count` ahead in a background thread.
 
     Decoding (FFmpeg, OpenCV) releases the GIL, so the next frames decode on another core
@@ -179,7 +179,7 @@ def read_ahead(frames: Iterator[Frame], count: int) -> Iterator[Frame]:
     return _read_ahead(frames, count)
 
 
-def _read_ahead(frames: Iterator[Frame], count: int) -> Iterator[Frame]:
+def _read_ahead(frames: Iterator[Frame], count: int) -> Generator[Frame]:
     """`read_ahead` once its arguments are checked."""
     waiting: queue.Queue[Frame | _End] = queue.Queue(maxsize=count)
     stop = threading.Event()

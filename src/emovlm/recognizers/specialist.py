@@ -201,6 +201,8 @@ class SpecialistRecognizer:
             if not pending.sampled:
                 raise
             pending.broken = (info.duration, f"not decoded: {exc}")
+        finally:
+            frames.close()  # closes the file and stops a read-ahead thread, also on an error
         pending.add(queue.add(self._rows(tracker.finish())))
         pending.seconds = time.perf_counter() - started
         return pending
