@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from emovlm.commands._run_options import Bootstrap
+from emovlm.commands._run_options import Bootstrap, ConfigKey, with_answer_columns
 from emovlm.errors import InputError
 from emovlm.eval.longtail import DEFINITIONS, LANGUAGES, diagnose_longtail
 from emovlm.eval.plots import confusion_png, labelled_scatter_png, shares_png
@@ -28,6 +28,7 @@ _PAIR_NAMES = {
 }
 
 
+@with_answer_columns
 def diagnose(
     source: Annotated[
         Path,
@@ -35,18 +36,13 @@ def diagnose(
     ],
     out: Annotated[
         Path | None,
-        typer.Option(help="output folder [default for a run: its report folder/diagnosis]"),
+        typer.Option(help="output folder (default for a run: its report folder/diagnosis)"),
     ] = None,
     label_set: Annotated[
         str | None,
         typer.Option("--label-set", "-l", help=f"predictions file: {', '.join(LABEL_SPACES)}"),
     ] = None,
-    gt_column: Annotated[str, typer.Option(help="predictions file: gold column")] = "gt",
-    pred_column: Annotated[str, typer.Option(help="predictions file: answer column")] = "pred",
-    id_column: Annotated[str | None, typer.Option(help="predictions file: id column")] = None,
-    key: Annotated[
-        str | None, typer.Option(help="run folder: configuration key when it holds several")
-    ] = None,
+    key: ConfigKey = None,
     balanced: Annotated[
         str | None,
         typer.Option(
@@ -56,6 +52,8 @@ def diagnose(
     balance_seed: Annotated[int, typer.Option(help="seed of the balanced subset")] = 0,
     bootstrap: Bootstrap = 1000,
     seed: Annotated[int, typer.Option(help="seed of the bootstrap and permutations")] = 0,
+    *,
+    columns: dict[str, Any],
 ) -> None:
     """Per-class F1 against the label word's frequency (English, Chinese) and the class's share.
 
@@ -77,9 +75,7 @@ def diagnose(
         metrics, predictions, gold = score_file(
             source,
             label_set,
-            gt_column=gt_column,
-            pred_column=pred_column,
-            id_column=id_column,
+            **columns,
             multi_label=space.multi_label,
             n_bootstrap=bootstrap,
             seed=seed,

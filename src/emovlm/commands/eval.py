@@ -13,9 +13,17 @@ from rich.console import Console
 
 from emovlm.commands._dataset_options import DATA_PANEL, parse_pairs, with_dataset_options
 from emovlm.commands._recognizer_options import build_recognizer, with_recognizer_options
+from emovlm.commands._run_options import (
+    RUN_PANEL,
+    BatchSize,
+    Bootstrap,
+    BootstrapSeed,
+    Limit,
+    Progress,
+    in_panel,
+)
 from emovlm.errors import InputError
 
-_RUN = "Run"
 _SCALE = "Scale and faults"
 
 
@@ -35,110 +43,78 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @with_recognizer_options
 def eval_command(
     split: Annotated[
-        str | None,
-        typer.Option(
-            help="train | test (| val for EMOTIC) (default: test)", rich_help_panel=DATA_PANEL
-        ),
+        str | None, in_panel(DATA_PANEL, "train | test (| val for EMOTIC) (default: test)")
     ] = None,
     recognizer: Annotated[
         str | None,
-        typer.Option(
-            help="specialist (offline default) | vlm | msce | caption-llm | narracap-llm | "
+        in_panel(
+            RUN_PANEL,
+            "specialist (offline default) | vlm | msce | caption-llm | narracap-llm | "
             "majority | random | weighted-random",
-            rich_help_panel=_RUN,
         ),
     ] = None,
     fit_split: Annotated[
         str,
-        typer.Option(
-            help="split whose labels recognizers with fit() learn from (majority, weighted-random)",
-            rich_help_panel=_RUN,
+        in_panel(
+            RUN_PANEL,
+            "split whose labels recognizers with fit() learn from (majority, weighted-random)",
         ),
     ] = "train",
     run_dir: Annotated[
         Path | None,
-        typer.Option(
-            help="run folder (default: runs/DATASET-SPLIT-fFOLD-RECOGNIZER)", rich_help_panel=_RUN
-        ),
+        in_panel(RUN_PANEL, "run folder (default: runs/DATASET-SPLIT-fFOLD-RECOGNIZER)"),
     ] = None,
     resume: Annotated[
-        bool,
-        typer.Option(help="continue a run folder that already has results", rich_help_panel=_RUN),
+        bool, in_panel(RUN_PANEL, "continue a run folder that already has results")
     ] = False,
     retry_failed: Annotated[
-        bool,
-        typer.Option(
-            help="with --resume, rerun only the samples that failed", rich_help_panel=_RUN
-        ),
+        bool, in_panel(RUN_PANEL, "with --resume, rerun only the samples that failed")
     ] = False,
-    limit: Annotated[
-        int | None, typer.Option(help="evaluate only the first N samples", rich_help_panel=_RUN)
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            help="samples per recognizer call (default: the recognizer's own, else 8)",
-            rich_help_panel=_RUN,
-        ),
-    ] = None,
-    bootstrap: Annotated[
-        int, typer.Option(help="bootstrap resamples for confidence intervals", rich_help_panel=_RUN)
-    ] = 1000,
-    seed: Annotated[int, typer.Option(help="seed of the bootstrap", rich_help_panel=_RUN)] = 0,
+    limit: Limit = None,
+    batch_size: BatchSize = None,
+    bootstrap: Bootstrap = 1000,
+    seed: BootstrapSeed = 0,
     thumbnails: Annotated[
         int,
-        typer.Option(
-            help="small JPEG thumbnails of what the model saw kept per sample, for `emovlm view` "
+        in_panel(
+            RUN_PANEL,
+            "small JPEG thumbnails of what the model saw kept per sample, for `emovlm view` "
             "(0: none; recognizers offer up to 4)",
-            rich_help_panel=_RUN,
         ),
     ] = 4,
     config: Annotated[
-        Path | None,
-        typer.Option(help="YAML file with any of these options (flags win)", rich_help_panel=_RUN),
+        Path | None, in_panel(RUN_PANEL, "YAML file with any of these options (flags win)")
     ] = None,
-    progress: Annotated[
-        bool, typer.Option(help="show a progress bar", rich_help_panel=_RUN)
-    ] = True,
+    progress: Progress = True,
     dry_run: Annotated[
         bool,
-        typer.Option(
-            help="count the requests, images or video seconds and estimated tokens the run would "
+        in_panel(
+            RUN_PANEL,
+            "count the requests, images or video seconds and estimated tokens the run would "
             "send (vlm, contextual-vlm, msce), with no model call and no run folder",
-            rich_help_panel=_RUN,
         ),
     ] = False,
     executor: Annotated[
         str,
-        typer.Option(
-            help="local (this machine) | ray (a pool of Ray actors; see docs/scale.md)",
-            rich_help_panel=_SCALE,
-        ),
+        in_panel(_SCALE, "local (this machine) | ray (a pool of Ray actors; see docs/scale.md)"),
     ] = "local",
     workers: Annotated[
         int | None,
-        typer.Option(
-            help="local: worker processes for CPU-bound recognizers (default: none, in this "
+        in_panel(
+            _SCALE,
+            "local: worker processes for CPU-bound recognizers (default: none, in this "
             "process); ray: actors (default: one per CPU)",
-            rich_help_panel=_SCALE,
         ),
     ] = None,
     ray_address: Annotated[
         str | None,
-        typer.Option(
-            help="Ray cluster to join, e.g. auto or HOST:6379 (default: start a local Ray)",
-            rich_help_panel=_SCALE,
+        in_panel(
+            _SCALE, "Ray cluster to join, e.g. auto or HOST:6379 (default: start a local Ray)"
         ),
     ] = None,
-    ray_gpus_per_worker: Annotated[
-        float, typer.Option(help="GPUs each Ray actor reserves", rich_help_panel=_SCALE)
-    ] = 0.0,
+    ray_gpus_per_worker: Annotated[float, in_panel(_SCALE, "GPUs each Ray actor reserves")] = 0.0,
     stop_after_failures: Annotated[
-        int,
-        typer.Option(
-            help="stop the run when this many samples in a row failed (0: never)",
-            rich_help_panel=_SCALE,
-        ),
+        int, in_panel(_SCALE, "stop the run when this many samples in a row failed (0: never)")
     ] = 32,
     *,
     dataset_flags: dict[str, Any],

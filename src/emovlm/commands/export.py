@@ -9,11 +9,18 @@ import typer
 from rich.console import Console
 
 from emovlm.commands._dataset_options import DATA_PANEL, open_split, with_dataset_options
+from emovlm.commands._recognizer_options import with_options
+from emovlm.commands._run_options import Progress
+from emovlm.commands._settings_options import field_options
+from emovlm.train.settings import VLMSettings
 
 _VIEW = "What the model is shown (as `eval --recognizer vlm`)"
+VIEW_FIELDS = ("frames", "faces", "face_step", "prompt", "image_size", "person", "max_labels")
+"""The settings of the fine-tuned VLM that decide what an exported record shows and asks."""
 
 
 @with_dataset_options
+@with_options(field_options([VLMSettings], _VIEW, VIEW_FIELDS), "view")
 def export_command(
     out: Annotated[Path, typer.Option(help="folder to write the JSONL files and media into")],
     split: Annotated[
@@ -22,28 +29,10 @@ def export_command(
     formats: Annotated[
         str, typer.Option("--format", help="llava, sharegpt or both (comma-separated)")
     ] = "llava,sharegpt",
-    frames: Annotated[str, typer.Option(help="frame sampler", rich_help_panel=_VIEW)] = "uniform:8",
-    faces: Annotated[
-        str, typer.Option(help="none | mtcnn | haar (face crops)", rich_help_panel=_VIEW)
-    ] = "none",
-    face_step: Annotated[
-        int, typer.Option(help="detect faces every N-th frame", rich_help_panel=_VIEW)
-    ] = 5,
-    prompt: Annotated[
-        str | None, typer.Option(help="prompt template name or file", rich_help_panel=_VIEW)
-    ] = None,
-    image_size: Annotated[
-        int, typer.Option(help="longest image side", rich_help_panel=_VIEW)
-    ] = 448,
-    person: Annotated[
-        str, typer.Option(help="box | crop (EMOTIC's person)", rich_help_panel=_VIEW)
-    ] = "box",
-    max_labels: Annotated[
-        int, typer.Option(help="k of 'up to k labels' prompts", rich_help_panel=_VIEW)
-    ] = 6,
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    progress: Progress = True,
     *,
     dataset_flags: dict[str, Any],
+    view: dict[str, Any],
 ) -> None:
     """Write a split's questions and gold answers as JSONL that LLaVA and LLaMA-Factory train on.
 
@@ -61,16 +50,7 @@ def export_command(
     from emovlm.train.trainset import labelled_samples
 
     data = open_split(dataset_flags, split)
-    builder = ViewBuilder(
-        data.label_space,
-        frames=frames,
-        faces=faces,
-        face_step=face_step,
-        prompt=prompt,
-        image_size=image_size,
-        person=person,
-        max_labels=max_labels,
-    )
+    builder = ViewBuilder(data.label_space, **view)
     result = export_instructions(
         labelled_samples(data),
         builder,

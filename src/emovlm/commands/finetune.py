@@ -13,6 +13,7 @@ from rich.console import Console
 
 from emovlm.commands._dataset_options import DATA_PANEL, open_split, with_dataset_options
 from emovlm.commands._recognizer_options import flag_type, with_options
+from emovlm.commands._run_options import in_panel
 from emovlm.errors import InputError
 from emovlm.train.settings import (
     SAMPLER_HELP,
@@ -73,37 +74,32 @@ def finetune_options() -> tuple[dict[str, tuple[type, str, str]], dict[str, list
     return table, {name: list(by_target) for name, by_target in defaults.items()}
 
 
-def _in(panel: str, help: str, *declarations: str) -> Any:
-    """An option of this command, shown in `panel`."""
-    return typer.Option(*declarations, help=help, rich_help_panel=panel)
-
-
 @with_dataset_options
 @with_options(finetune_options()[0], "options")
 def finetune_command(
-    train_split: Annotated[str, _in(DATA_PANEL, "split to train on")] = "train",
-    split: Annotated[str, _in(DATA_PANEL, "split to evaluate on after training")] = "test",
+    train_split: Annotated[str, in_panel(DATA_PANEL, "split to train on")] = "train",
+    split: Annotated[str, in_panel(DATA_PANEL, "split to evaluate on after training")] = "test",
     train_limit: Annotated[
-        int | None, _in(DATA_PANEL, "train on N samples drawn at random (seeded)")
+        int | None, in_panel(DATA_PANEL, "train on N samples drawn at random (seeded)")
     ] = None,
     target: Annotated[
-        str, _in(_TRAIN, "specialist (head on frozen features) | vlm (LoRA)")
+        str, in_panel(_TRAIN, "specialist (head on frozen features) | vlm (LoRA)")
     ] = "specialist",
-    sampler: Annotated[str, _in(_TRAIN, f"{SAMPLER_HELP} (both targets)")] = "class-balanced",
+    sampler: Annotated[str, in_panel(_TRAIN, f"{SAMPLER_HELP} (both targets)")] = "class-balanced",
     feature_cache: Annotated[
-        Path | None, _in(_SPECIALIST, "feature cache folder (default: emovlm cache/features)")
+        Path | None, in_panel(_SPECIALIST, "feature cache folder (default: emovlm cache/features)")
     ] = None,
     run_dir: Annotated[
-        Path | None, _in(_RUN, "run folder (default: runs/finetune-DATASET-TARGET-SAMPLER)")
+        Path | None, in_panel(_RUN, "run folder (default: runs/finetune-DATASET-TARGET-SAMPLER)")
     ] = None,
     resume: Annotated[
-        bool, _in(_RUN, "continue a run folder (LoRA from its last checkpoint)")
+        bool, in_panel(_RUN, "continue a run folder (LoRA from its last checkpoint)")
     ] = False,
     evaluate: Annotated[
-        bool, _in(_RUN, "evaluate on --split after training", "--eval/--no-eval")
+        bool, in_panel(_RUN, "evaluate on --split after training", "--eval/--no-eval")
     ] = True,
-    bootstrap: Annotated[int, _in(_RUN, "bootstrap resamples")] = 1000,
-    progress: Annotated[bool, _in(_RUN, "show progress bars")] = True,
+    bootstrap: Annotated[int, in_panel(_RUN, "bootstrap resamples")] = 1000,
+    progress: Annotated[bool, in_panel(_RUN, "show progress bars")] = True,
     *,
     dataset_flags: dict[str, Any],
     options: dict[str, Any],

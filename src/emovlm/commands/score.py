@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from emovlm.commands._run_options import Bootstrap, BootstrapSeed
+from emovlm.commands._recognizer_options import with_options
+from emovlm.commands._run_options import Bootstrap, BootstrapSeed, with_answer_columns
+from emovlm.commands._settings_options import field_options
 from emovlm.errors import InputError
 from emovlm.eval.report import headline_rows, interval, percent, sink_sentence, write_report
 from emovlm.eval.scoring import score_file
 from emovlm.labels import EXTRACT_MODES, LABEL_SPACES, get_label_space
+from emovlm.recognizers.settings import CacheSettings, LLMSettings
 from emovlm.types import Prediction, Status
 
+_JUDGE = "Answer judge"
 
+
+def _judge_flag(name: str) -> str:
+    """The score command's flag for a text-LLM setting: --judge-model for llm_model."""
+    return name.replace("llm_", "judge_", 1)
+
+
+@with_answer_columns
+@with_options(
+    field_options([LLMSettings, CacheSettings], _JUDGE, rename=_judge_flag), "judge_options"
+)
 def score(
     predictions: Annotated[
         Path, typer.Argument(help="CSV, TSV or JSONL file: one row per sample with gold and answer")
@@ -25,17 +39,6 @@ def score(
     label_set: Annotated[
         str, typer.Option("--label-set", "-l", help=f"label space: {', '.join(LABEL_SPACES)}")
     ],
-    gt_column: Annotated[str, typer.Option(help="column holding the gold label(s)")] = "gt",
-    pred_column: Annotated[
-        str,
-        typer.Option(help="column holding the answer: free text or a ranked list 'a, b, c'"),
-    ] = "pred",
-    id_column: Annotated[
-        str | None,
-        typer.Option(
-            help="column of sample ids (default: id, sample_id or name if present, else row number)"
-        ),
-    ] = None,
     multi_label: Annotated[
         bool | None,
         typer.Option(
@@ -55,47 +58,9 @@ def score(
         typer.Option(
             help="rules | rules+judge: a text LLM re-reads answers the rules leave ambiguous or "
             "unparsed | judge: it re-reads every answer",
-            rich_help_panel="Answer judge",
+            rich_help_panel=_JUDGE,
         ),
     ] = "rules",
-    judge_backend: Annotated[
-        str,
-        typer.Option(
-            help="transformers (local, GGUF too) | openai", rich_help_panel="Answer judge"
-        ),
-    ] = "transformers",
-    judge_model: Annotated[
-        str | None,
-        typer.Option(
-            help="gemma3-270m (offline default), a folder, a .gguf file, or a served model name",
-            rich_help_panel="Answer judge",
-        ),
-    ] = None,
-    judge_base_url: Annotated[
-        str | None,
-        typer.Option(
-            help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1",
-            rich_help_panel="Answer judge",
-        ),
-    ] = None,
-    judge_api_key_env: Annotated[
-        str,
-        typer.Option(
-            help="environment variable holding the API key", rich_help_panel="Answer judge"
-        ),
-    ] = "OPENAI_API_KEY",
-    cache: Annotated[
-        bool,
-        typer.Option(
-            help="cache the judge's decisions (response cache)", rich_help_panel="Answer judge"
-        ),
-    ] = True,
-    cache_dir: Annotated[
-        str | None,
-        typer.Option(
-            help="response cache folder (default: the emovlm cache)", rich_help_panel="Answer judge"
-        ),
-    ] = None,
     explain: Annotated[
         bool, typer.Option("--explain", help="print, per row, how the answer was read")
     ] = False,
@@ -108,6 +73,9 @@ def score(
         Path | None,
         typer.Option(help="write metrics.json, report.md and a self-contained report.html here"),
     ] = None,
+    *,
+    columns: dict[str, Any],
+    judge_options: dict[str, Any],
 ) -> None:
     """Score answers against gold labels: UAR/WAR/macro F1 with 95% CIs, per class, sink, rates.
 
@@ -132,23 +100,12 @@ def score(
     if extract != "rules":
         from emovlm.recognizers.judge import AnswerJudge  # loads transformers: only when asked
 
-        model = {"model": judge_model} if judge_model else {}
-        judge = AnswerJudge(
-            space,
-            extract=extract,  # type: ignore[arg-type]
-            backend=judge_backend,
-            **model,  # type: ignore[arg-type]
-            base_url=judge_base_url,
-            api_key_env=judge_api_key_env,
-            cache=cache,
-            cache_dir=cache_dir,
-        )
+        given = {name.replace("judge_", "", 1): value for name, value in judge_options.items()}
+        judge = AnswerJudge(space, extract=extract, **given)  # type: ignore[arg-type]
     metrics, answers, gold = score_file(
         predictions,
         label_set,
-        gt_column=gt_column,
-        pred_column=pred_column,
-        id_column=id_column,
+        **columns,
         multi_label=multi,
         match=match,
         n_bootstrap=bootstrap,

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from emovlm.commands._dataset_options import DATA_PANEL, adapter_options, with_dataset_options
 from emovlm.commands._recognizer_options import with_recognizer_options
+from emovlm.commands._run_options import BatchSize, Bootstrap, BootstrapSeed, Limit, Progress
 from emovlm.errors import InputError
 
 _SWEEP = "Sweep"
@@ -131,22 +132,11 @@ def sweep_command(
             help="run folder (default runs/sweep-DATASET-EXPERIMENT)", rich_help_panel=_SWEEP
         ),
     ] = None,
-    limit: Annotated[
-        int | None, typer.Option(help="only the first N samples", rich_help_panel=_SWEEP)
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="samples per recognizer call", rich_help_panel=_SWEEP)
-    ] = None,
-    bootstrap: Annotated[
-        int,
-        typer.Option(
-            help="bootstrap resamples (the same for every setting)", rich_help_panel=_SWEEP
-        ),
-    ] = 1000,
-    seed: Annotated[int, typer.Option(help="seed of the bootstrap", rich_help_panel=_SWEEP)] = 0,
-    progress: Annotated[
-        bool, typer.Option(help="show progress bars", rich_help_panel=_SWEEP)
-    ] = True,
+    limit: Limit = None,
+    batch_size: BatchSize = None,
+    bootstrap: Bootstrap = 1000,
+    seed: BootstrapSeed = 0,
+    progress: Progress = True,
     *,
     dataset_flags: dict[str, Any],
     recognizer_options: dict[str, Any],
