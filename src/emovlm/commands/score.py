@@ -17,21 +17,21 @@ from emovlm.errors import InputError
 from emovlm.eval.report import headline_rows, interval, percent, sink_sentence, write_report
 from emovlm.eval.scoring import score_file
 from emovlm.labels import EXTRACT_MODES, LABEL_SPACES, get_label_space
-from emovlm.recognizers.settings import CacheSettings, LLMSettings
+from emovlm.recognizers.settings import JudgeSettings
 from emovlm.types import Prediction, Status
 
 _JUDGE = "Answer judge"
+JUDGE_FIELDS = ("backend", "model", "base_url", "api_key_env", "cache", "cache_dir")
+"""The judge's settings this command offers, as --judge-FIELD (the cache's as they are)."""
 
 
 def _judge_flag(name: str) -> str:
-    """The score command's flag for a text-LLM setting: --judge-model for llm_model."""
-    return name.replace("llm_", "judge_", 1)
+    """The score command's flag for a judge setting: --judge-model for model."""
+    return name if name.startswith("cache") else f"judge_{name}"
 
 
 @with_answer_columns
-@with_options(
-    field_options([LLMSettings, CacheSettings], _JUDGE, rename=_judge_flag), "judge_options"
-)
+@with_options(field_options([JudgeSettings], _JUDGE, JUDGE_FIELDS, _judge_flag), "judge_options")
 def score(
     predictions: Annotated[
         Path, typer.Argument(help="CSV, TSV or JSONL file: one row per sample with gold and answer")
@@ -100,7 +100,7 @@ def score(
     if extract != "rules":
         from emovlm.recognizers.judge import AnswerJudge  # loads transformers: only when asked
 
-        given = {name.replace("judge_", "", 1): value for name, value in judge_options.items()}
+        given = {name.removeprefix("judge_"): value for name, value in judge_options.items()}
         judge = AnswerJudge(space, extract=extract, **given)  # type: ignore[arg-type]
     metrics, answers, gold = score_file(
         predictions,
