@@ -154,6 +154,28 @@ def _area_crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return sums / area
 
 
+Window = tuple[int, int, int, int]
+"""An integer (x1, y1, x2, y2) region of an image, past-the-end on the right and bottom."""
+
+
+def _region(image: np.ndarray, window: Window | None) -> Window:
+    """`window` clipped to the image (the whole image for None); an empty one is an error."""
+    height, width = image.shape[:2]
+    if window is None:
+        return (0, 0, width, height)
+    x1, y1 = max(0, int(window[0])), max(0, int(window[1]))
+    x2, y2 = min(width, int(window[2])), min(height, int(window[3]))
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f"search window {window} lies outside the {width}x{height} image")
+    return (x1, y1, x2, y2)
+
+
+def _cut(image: np.ndarray, region: Window) -> np.ndarray:
+    """The pixels of `region` (a view when it is the whole image)."""
+    x1, y1, x2, y2 = region
+    return image[y1:y2, x1:x2]
+
+
 class MTCNNDetector:
     """MTCNN with facenet-pytorch 2.6.0's weights (MIT), written for batched CPU or GPU inference.
 
@@ -187,24 +209,34 @@ class MTCNNDetector:
         self.batch_size = batch_size
         self.pnet, self.rnet, self.onet = load_mtcnn_nets(device)
 
-    searches_face_range = True
-    """`detect` can look for faces of a given size only (`face_range`), as trackers ask it to."""
+    searches_windows = True
+    """`detect` can look for faces of a given size (`face_range`) in given regions (`windows`)."""
 
     def detect(
-        self, images: Sequence[np.ndarray], face_range: tuple[float, float] | None = None
+        self,
+        images: Sequence[np.ndarray],
+        face_range: tuple[float, float] | None = None,
+        windows: Sequence[Window | None] | None = None,
     ) -> list[list[Face]]:
         """Faces in each RGB uint8 image, highest probability first.
 
         `face_range` (smallest, largest face side in pixels) keeps only the pyramid levels
         that look for faces of about that size: far less work when the face size is known.
+        `windows` gives per image an integer (x1, y1, x2, y2) region, or None for all of it:
+        P-Net then proposes only inside the region, at the scales it would use on the whole
+        image; R-Net and O-Net read the whole image, and boxes are in image coordinates.
         """
         for image in images:
             check_rgb_image(image)
         if not images:
             return []
         images = [np.ascontiguousarray(image) for image in images]
+        regions = [
+            _region(image, None if windows is None else windows[i])
+            for i, image in enumerate(images)
+        ]
         with torch.inference_mode():
-            candidates = self._propose(images, face_range)
+            candidates = self._propose(images, regions, face_range)
             candidates = self._refine(images, candidates)
             return self._finish(images, candidates)
 
@@ -227,28 +259,35 @@ class MTCNNDetector:
         return inside or [min(scales, key=lambda scale: abs(math.log(_CELL / scale / middle)))]
 
     def _propose(
-        self, images: list[np.ndarray], face_range: tuple[float, float] | None
+        self,
+        images: list[np.ndarray],
+        regions: list[Window],
+        face_range: tuple[float, float] | None,
     ) -> _Candidates:
-        """Stage 1: P-Net over the pyramid of every image, NMS per scale, then across scales.
+        """Stage 1: P-Net over the pyramid of every image's region, NMS per scale, then across scales.
 
-        Same-size images go through each level together, and suppression runs in torch on the
-        model's device; only the surviving proposals come back to the host.
+        Images of one size with regions of one size go through each level together, and
+        suppression runs in torch on the model's device; only the surviving proposals come
+        back to the host, in image coordinates.
         """
-        by_shape: dict[tuple[int, int], list[int]] = {}
-        for index, image in enumerate(images):
-            by_shape.setdefault(image.shape[:2], []).append(index)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, (image, (x1, y1, x2, y2)) in enumerate(zip(images, regions, strict=True)):
+            groups.setdefault((*image.shape[:2], y2 - y1, x2 - x1), []).append(index)
         found = []
-        for (height, width), indices in by_shape.items():
+        for (height, width, rows, cols), indices in groups.items():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
-                level = [images[i] for i in chunk]
+                level = [_cut(images[i], regions[i]) for i in chunk]
+                origins = torch.tensor([regions[i][:2] * 2 for i in chunk], dtype=torch.float64)
                 for scale in self._scales(height, width, face_range):
+                    size = (math.ceil(cols * scale), math.ceil(rows * scale))
+                    if min(size) < _CELL:  # a region too small for P-Net's window at this scale
+                        continue
                     # Each level is shrunk from the previous one: far less work than from full size.
-                    size = (math.ceil(width * scale), math.ceil(height * scale))
                     level = [
                         cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in level
                     ]
-                    found.append(self._pnet_at_scale(np.stack(level), chunk, scale))
+                    found.append(self._pnet_at_scale(np.stack(level), chunk, scale, origins))
         if not found:
             return _Candidates(np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0))
         image_index, boxes, scores, offsets = (torch.cat(part) for part in zip(*found, strict=True))
@@ -259,11 +298,12 @@ class MTCNNDetector:
         return _Candidates(image_index[keep].cpu().numpy(), square(regressed), _numpy(scores[keep]))
 
     def _pnet_at_scale(
-        self, resized: np.ndarray, indices: list[int], scale: float
+        self, resized: np.ndarray, indices: list[int], scale: float, origins: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """P-Net windows above threshold in images already resized to `scale`, NMS per image.
+        """P-Net windows above threshold in regions already resized to `scale`, NMS per image.
 
-        Returns (image index, box, score, offsets) tensors on the model's device.
+        `origins` holds each region's (x1, y1, x1, y1), which moves its boxes into image
+        coordinates. Returns (image index, box, score, offsets) tensors on the model's device.
         """
         pixels = torch.from_numpy(resized).permute(0, 3, 1, 2)
         probability, offsets = self.pnet(_normalise(pixels, self.device))
@@ -273,6 +313,7 @@ class MTCNNDetector:
         offsets = offsets[batch_pos, :, row, col].double()
         corner = torch.stack([col, row], dim=1).double() * _STRIDE
         boxes = torch.cat([corner, corner + _CELL], dim=1) / scale
+        boxes = boxes + origins.to(boxes.device)[batch_pos]
         image_index = torch.as_tensor(indices, device=hits.device)[batch_pos]
         keep = _grouped_nms_on_device(boxes, scores, image_index, 0.5)
         return image_index[keep], boxes[keep], scores[keep], offsets[keep]

@@ -10,6 +10,7 @@ it; a frame where no track has a face has none: the face left (or was not found)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +25,12 @@ from emovlm.types import Box, Frame
 
 NARROW_RANGE = 2.0
 """A narrowed search looks for faces from 1/NARROW_RANGE to NARROW_RANGE times the known size."""
+
+WINDOW = 3.0
+"""A narrowed search looks inside a square WINDOW times the known face's side, on its centre."""
+
+FULL_EVERY = 8
+"""By default every FULL_EVERY-th keyframe (the first, and then one in so many) is searched in full."""
 
 
 @dataclass(frozen=True)
@@ -49,9 +56,10 @@ class FaceTracker:
 
     `feed(frames)` returns the frames whose faces are settled, with their faces (all tracks, or
     only the main face's); `finish()` settles the rest. `person_box` picks the main face as
-    `main_face` does. With `narrow` and a detector that can search a face-size range
-    (`searches_face_range`), keyframes after the first of each chunk look only for faces near
-    the main face's last size; a keyframe where that finds nothing is searched in full.
+    `main_face` does. With `narrow`, only the main face wanted and a detector that can search
+    a window at a face size (`searches_windows`), a keyframe is searched in full only every
+    `full_every` keyframes, before a main face is known, or when the window around the main
+    face's last box misses it; `n_full` and `n_window` count the two kinds of search.
     """
 
     def __init__(
@@ -64,13 +72,17 @@ class FaceTracker:
         match_iou: float = 0.3,
         memory: int = 3,
         narrow: bool = True,
+        full_every: int = FULL_EVERY,
     ) -> None:
         if step < 1:
             raise InputError(f"face step must be a positive number of frames, got {step}")
+        if full_every < 1:
+            raise InputError(f"full face search interval must be at least 1, got {full_every}")
         self.detector, self.step, self.person_box = detector, step, person_box
         self.all_faces, self.match_iou, self.memory = all_faces, match_iou, memory
-        self.narrow = narrow and getattr(detector, "searches_face_range", False)
-        self.n_detected = 0
+        self.narrow = narrow and not all_faces and getattr(detector, "searches_windows", False)
+        self.full_every = full_every
+        self.n_detected = self.n_full = self.n_window = 0
         self._seen = 0
         self._pending: list[Frame] = []
         self._last: _Keyframe | None = None
@@ -109,26 +121,75 @@ class FaceTracker:
         return settled
 
     def _detect(self, images: list[np.ndarray]) -> list[list[Face]]:
-        """Faces in the keyframe images; narrowed to the main face's size after the first."""
-        self.n_detected += len(images)
-        size = self._main_size()
-        if size is None or len(images) < 2:
-            return self.detector.detect(images)
-        found = self.detector.detect(images[:1])
-        found += self.detector.detect(  # type: ignore[call-arg]
-            images[1:], face_range=(size / NARROW_RANGE, size * NARROW_RANGE)
-        )
-        missed = [i for i, faces in enumerate(found) if not self._main_of(faces)]
-        for i, faces in zip(missed, self.detector.detect([images[i] for i in missed]), strict=True):
-            found[i] = faces
-        return found
+        """Faces in the keyframe images: in full, or in a window around the main face.
 
-    def _main_size(self) -> float | None:
-        """The main face's longer side on the last keyframe, when narrowing applies."""
-        if not self.narrow or self.all_faces or self._last is None or self._last.main is None:
+        Without narrowing every keyframe is searched in full. With it, keyframes whose number
+        in the stream is a multiple of `full_every`, and the first when no main face is known
+        yet, are searched in full; each other keyframe only in a window around the main face
+        of the latest keyframe before it that has one, at that face's size, and in full when
+        the window shows no main face.
+        """
+        self.n_detected += len(images)
+        reference = self._last_main()
+        if not self.narrow or (reference is None and len(images) < 2):
+            return self._full(images)
+        first = self._keyframes
+        full = [i for i in range(len(images)) if (first + i) % self.full_every == 0]
+        if reference is None and 0 not in full:
+            full.insert(0, 0)
+        found: list[list[Face] | None] = [None] * len(images)
+        for i, faces in zip(full, self._full([images[i] for i in full]), strict=True):
+            found[i] = faces
+        windowed: dict[int, list[int]] = {}  # keyframe searched in full → keyframes after it
+        references: dict[int, Face | None] = {-1: reference}
+        latest = -1
+        for i, faces in enumerate(found):
+            if faces is not None:  # a full search: its main face (or none) is the new reference
+                references[i], latest = self._main_of(faces), i
+            elif references[latest] is not None:
+                windowed.setdefault(latest, []).append(i)
+        for at, keys in windowed.items():
+            around = references[at]
+            searched = self._window([images[i] for i in keys], around) if around else []
+            for i, faces in zip(keys, searched, strict=True):
+                found[i] = faces
+        missed = [i for i, faces in enumerate(found) if faces is None or not self._main_of(faces)]
+        missed = [i for i in missed if i not in full]
+        for i, faces in zip(missed, self._full([images[i] for i in missed]), strict=True):
+            found[i] = faces
+        return [faces or [] for faces in found]
+
+    def _full(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """A search of the whole of each image at every face size."""
+        self.n_full += len(images)
+        return self.detector.detect(images) if images else []
+
+    def _window(self, images: list[np.ndarray], face: Face) -> list[list[Face]]:
+        """A search for faces of about `face`'s size in a window around it, in each image."""
+        self.n_window += len(images)
+        size = max(face.width, face.height)
+        half = WINDOW * size / 2
+        x, y = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+        height, width = images[0].shape[:2]
+        window = (
+            max(0, math.floor(x - half)),
+            max(0, math.floor(y - half)),
+            min(width, math.ceil(x + half)),
+            min(height, math.ceil(y + half)),
+        )
+        if window[2] <= window[0] or window[3] <= window[1]:  # the face lay outside the frame
+            return [[] for _ in images]
+        return self.detector.detect(  # type: ignore[call-arg]
+            images,
+            face_range=(size / NARROW_RANGE, size * NARROW_RANGE),
+            windows=[window] * len(images),
+        )
+
+    def _last_main(self) -> Face | None:
+        """The main face of the last keyframe, when there is one."""
+        if self._last is None or self._last.main is None:
             return None
-        face = self._last.faces[self._last.main]
-        return max(face.width, face.height)
+        return self._last.faces[self._last.main]
 
     def _main_of(self, faces: list[Face]) -> Face | None:
         """The main face among `faces` (see `main_face`)."""
