@@ -165,3 +165,25 @@ def test_a_run_at_four_times_the_servers_capacity_completes_without_failures(
     execution = entry["execution"]
     assert execution["rejections"] == server.outcomes.count(429)
     assert execution["concurrency_ceiling"] == 4 * n and execution["concurrency_min"] <= n
+
+
+def test_identical_requests_in_flight_together_are_sent_once(
+    server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    server.behaviour = Behaviour(latency=0.05)
+    server.reset()
+    root = tmp_path / "images"
+    root.mkdir()
+    for name, colour in {"g.png": (0, 250, 0), "r.png": (250, 0, 0)}.items():
+        Image.fromarray(np.full((32, 32, 3), colour, np.uint8)).save(root / name)
+    rows = "".join(f"s{i},{'gr'[i % 2]}.png,happy\n" for i in range(40))
+    (root / "twins.csv").write_text(f"id,path,label\n{rows}")
+    run_dir = tmp_path / "run"
+    args = eval_args(server, root, "twins.csv", "--recognizer", "vlm", "--model", "tiny-vlm")
+    args += ["--concurrency", "16", "--cache-dir", str(tmp_path / "cache")]
+    args += ["--run-dir", str(run_dir), "--bootstrap", "10"]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    assert "0 failed" in result.output and "40 samples" in result.output
+    asked = [r for r in server.received if "Which emotion" in r["text"]]  # not the probe
+    assert len(asked) == 2  # one per distinct image, however many were in flight at once

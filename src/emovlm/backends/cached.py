@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
+from dataclasses import replace
 from typing import Any
 
 from emovlm.backends.cache import ResponseCache, request_key
@@ -13,6 +15,9 @@ from emovlm.backends.vlm import VLM, GenerationSettings, Mode, VLMAnswer, VLMReq
 
 Ready = tuple[str | None, VLMAnswer | None, Any]
 """A request made ready to send: its cache key, its cached answer, the backend's messages."""
+RECENT_ANSWERS = 4096
+"""Answers kept by key after they arrive, so an identical request already past its cache lookup
+waits for (or reuses) the one in flight instead of asking the server again."""
 
 
 class CachedVLM:
@@ -21,7 +26,8 @@ class CachedVLM:
     The backend's preflight runs before its first real call, so a fully cached run makes no
     model call and needs no server. Failed answers are never cached; refusals and empty answers
     are (they are what the model answers). `answer` serves one request at a time for backends
-    with an async `answer` (see `streams`), storing each answer the moment it arrives.
+    with an async `answer` (see `streams`), storing each answer the moment it arrives; identical
+    requests in flight together are sent once.
     """
 
     def __init__(self, backend: VLM, cache: ResponseCache | None) -> None:
@@ -30,13 +36,14 @@ class CachedVLM:
         self.name = backend.name
         self._preflight_lock = threading.Lock()
         self._preflighted: set[Mode] = set()
+        self._recent: OrderedDict[tuple[int, str], asyncio.Future[VLMAnswer]] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled without its lock (for worker processes)."""
-        return {k: v for k, v in self.__dict__.items() if k != "_preflight_lock"}
+        """Pickled without its lock and answers in flight (for worker processes)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_preflight_lock", "_recent")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _preflight_lock=threading.Lock())
+        self.__dict__.update(state, _preflight_lock=threading.Lock(), _recent=OrderedDict())
 
     @property
     def streams(self) -> bool:
@@ -66,9 +73,46 @@ class CachedVLM:
         loop = asyncio.get_running_loop()
         if ready is None:
             ready = await loop.run_in_executor(pool, self.ready, mode, request, settings, labels)
-        key, hit, messages = ready
+        key, hit, _ = ready
         if hit is not None:
             return hit
+        if key is None:
+            return await self._send(client, mode, request, settings, labels, pool, ready)
+        shared = (id(loop), key)
+        if shared in self._recent:  # the same request is in flight, or was just answered
+            return replace(await asyncio.shield(self._recent[shared]), cached=True)
+        future: asyncio.Future[VLMAnswer] = loop.create_future()
+        self._recent[shared] = future
+        while len(self._recent) > RECENT_ANSWERS:
+            self._recent.popitem(last=False)
+        try:
+            answer = await self._send(client, mode, request, settings, labels, pool, ready)
+        except BaseException as exc:
+            self._recent.pop(shared, None)
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # waiters re-raise it; nobody waiting is not an error
+            raise
+        future.set_result(answer)
+        if answer.error:  # a failed request may be asked again (e.g. --retry-failed)
+            self._recent.pop(shared, None)
+        return answer
+
+    async def _send(
+        self,
+        client: Any,
+        mode: Mode,
+        request: VLMRequest,
+        settings: GenerationSettings,
+        labels: Sequence[str] | None,
+        pool: Executor,
+        ready: Ready,
+    ) -> VLMAnswer:
+        """Ask the backend (after its preflight) and cache a good answer the moment it arrives."""
+        key, _, messages = ready
+        loop = asyncio.get_running_loop()
         if mode not in self._preflighted:
             await loop.run_in_executor(pool, self._preflight_once, mode)
         answer = await self.backend.answer(  # type: ignore[attr-defined]
