@@ -17,14 +17,7 @@ from emovlm.faces.mtcnn import MTCNNDetector
 from emovlm.faces.stream import FaceTracker
 from emovlm.types import Frame
 from emovlm.video import iter_frames, load_image
-
-
-def iou(a, b) -> float:
-    """Intersection over union of two boxes."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(width, 0) * max(height, 0)
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+from test_faces_detect import iou
 
 
 @pytest.fixture(scope="module")
