@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -92,8 +93,25 @@ def test_faceapi_head_reads_exactly_the_embedding(astronaut_face: np.ndarray) ->
 def test_bad_crops_are_rejected_with_a_clear_error(
     model: PortedExpressionModel, bad: np.ndarray
 ) -> None:
+    if model.reads_grey and bad.ndim == 2 and bad.dtype == np.uint8:
+        pytest.skip("a grey model takes (H, W) grey crops")
     with pytest.raises(InputError, match=r"face crop 1 .*\(H, W, 3\) uint8 RGB"):
         model.predict_proba([np.zeros((32, 32, 3), np.uint8), bad])
+
+
+def test_a_grey_model_answers_a_grey_crop_as_its_rgb(
+    model: PortedExpressionModel, astronaut_face: np.ndarray
+) -> None:
+    """fer-xception sees only grey: the grey crop gives the RGB crop's probabilities; faceapi
+    refuses grey."""
+    grey = cv2.cvtColor(astronaut_face, cv2.COLOR_RGB2GRAY)
+    if not model.reads_grey:
+        with pytest.raises(InputError, match="face crop 0"):
+            model.predict_proba([grey])
+        return
+    np.testing.assert_array_equal(
+        model.predict_proba([grey]), model.predict_proba([astronaut_face])
+    )
 
 
 def test_zero_batch_size_is_rejected() -> None:

@@ -142,3 +142,50 @@ def test_importing_emovlm_makes_torch_threads_wait_passively_unless_told(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == expected
+
+
+def test_grey_crops_from_the_luma_plane_give_the_rgb_crops_answers(
+    recognizer: SpecialistRecognizer,
+    asset: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """fer-xception reads grey, so its crops come from the luma plane with no RGB made; a
+    real clip's per-frame probabilities stay within 0.05 of the RGB crops', its clip scores
+    within 0.01, and the ranking holds."""
+    sample = [Sample("clip", asset("feat-video-pexels"))]
+    (grey,) = recognizer.predict(sample)
+    monkeypatch.setattr(type(recognizer.model), "reads_grey", False)
+    (rgb,) = recognizer.predict(sample)
+    assert grey.labels == rgb.labels
+    assert np.array_equal(grey.frames.index, rgb.frames.index)
+    assert np.abs(grey.frames.probs - rgb.frames.probs).max() < 0.05
+    assert max(abs(grey.scores[k] - rgb.scores[k]) for k in rgb.scores) < 0.01
+
+
+def test_a_pass_leaves_torch_threads_as_it_found_them(
+    recognizer: SpecialistRecognizer, asset: Callable[[str], Path]
+) -> None:
+    """Stages overlap on one torch thread each during a pass; the caller's count comes back."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        recognizer.predict([Sample("clip", asset("feat-video-single-face"))])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_an_error_of_the_model_reaches_the_caller(
+    asset: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The expression model runs on a worker thread; what it raises is raised to the caller."""
+    broken = SpecialistRecognizer(FER2013)
+
+    def fail(faces: object) -> np.ndarray:
+        raise RuntimeError("out of memory in the expression model")
+
+    monkeypatch.setattr(broken.model, "predict_proba", fail)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        broken.predict([Sample("clip", asset("feat-video-single-face"))])

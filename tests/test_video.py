@@ -9,6 +9,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -240,6 +241,30 @@ def test_decoded_colours_match_the_encoded_rgb(tmp_path: Path, name: str, codec:
     path = write_video(tmp_path / name, codec, frames=len(colours), images=images)
     for frame, colour in zip(iter_frames(path), colours, strict=True):
         assert np.abs(frame.image.astype(int) - colour).max() <= 8
+
+
+@pytest.mark.parametrize("name", ["feat-video-pexels", "feat-video-single-face"])
+def test_grey_from_the_luma_plane_matches_the_grey_of_the_rgb_frame(
+    asset: Callable[[str], Path], name: str
+) -> None:
+    """A real face video's grey frames, read without making RGB, are OpenCV's grey of the RGB
+    frames within one level, except at a few pixels whose strong colours clip in RGB."""
+    for frame in list(iter_frames(asset(name)))[:40:7]:
+        grey = frame.grey
+        assert frame._image is None  # grey alone converted nothing to RGB
+        expected = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
+        assert grey.shape == expected.shape and grey.dtype == np.uint8
+        off = np.abs(grey.astype(int) - expected)
+        assert np.mean(off <= 1) > 0.995 and off.max() <= 12
+
+
+def test_rotated_video_grey_is_turned_like_its_rgb(tmp_path: Path) -> None:
+    image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    image[:8] = 255
+    rotated = write_video(tmp_path / "phone.mp4", frames=3, images=[image] * 3, rotation=90)
+    frame = next(iter_frames(rotated))
+    assert frame.grey.shape == frame.image.shape[:2] == (WIDTH, HEIGHT)
+    assert frame.grey[:, :6].mean() > 200 and frame.grey[:, 10:].mean() < 40
 
 
 def test_non_ascii_and_space_names_work(tmp_path: Path) -> None:

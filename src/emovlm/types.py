@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,13 +35,54 @@ class Sample:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Frame:
-    """One decoded RGB image (H, W, 3, uint8) with its time in seconds and index in the source."""
+class Pixels(Protocol):
+    """A decoded picture not yet converted: its RGB image and its grey one, each made on demand."""
 
-    image: np.ndarray
-    time: float
-    index: int
+    def rgb(self) -> np.ndarray:
+        """The picture as RGB uint8 (H, W, 3)."""
+        ...
+
+    def grey(self) -> np.ndarray:
+        """The picture as BT.601 grey uint8 (H, W), as OpenCV's RGB-to-grey gives it."""
+        ...
+
+
+class Frame:
+    """One decoded RGB image (H, W, 3, uint8) with its time in seconds and index in the source.
+
+    Built from `Pixels` (a decoded video frame), the RGB image is made when `image` is first
+    read, and `grey` comes straight from the pixels (for most video, the luma plane), so work
+    that reads only grey never converts to RGB.
+    """
+
+    __slots__ = ("_image", "_pixels", "time", "index")
+
+    def __init__(self, image: np.ndarray | Pixels, time: float, index: int) -> None:
+        self._image, self._pixels = (
+            (image, None) if isinstance(image, np.ndarray) else (None, image)
+        )
+        self.time = time
+        self.index = index
+
+    @property
+    def image(self) -> np.ndarray:
+        """The RGB image (H, W, 3) uint8."""
+        if self._image is None:
+            assert self._pixels is not None
+            self._image = self._pixels.rgb()
+        return self._image
+
+    @property
+    def grey(self) -> np.ndarray:
+        """The BT.601 grey image (H, W) uint8."""
+        if self._pixels is not None:
+            return self._pixels.grey()
+        import cv2
+
+        return cv2.cvtColor(self.image, cv2.COLOR_RGB2GRAY)
+
+    def __repr__(self) -> str:
+        return f"Frame(time={self.time!r}, index={self.index!r})"
 
 
 @dataclass(frozen=True)

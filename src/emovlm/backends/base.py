@@ -17,6 +17,9 @@ class ExpressionModel(Protocol):
     classes: tuple[str, ...]
     """Output classes in the fer2013 label space names (angry, disgust, fear, happy, ...)."""
 
+    reads_grey: bool
+    """The model sees only grey: it also takes (H, W) grey crops, the same as their RGB."""
+
     def predict_proba(self, faces: Sequence[np.ndarray]) -> np.ndarray:
         """Class probabilities (N, len(classes)) for RGB uint8 face crops of any size."""
         ...

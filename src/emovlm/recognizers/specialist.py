@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -172,13 +174,16 @@ class SpecialistRecognizer:
         """
         queue = _ModelQueue(self.model.embed if embed else self.model.predict_proba)
         pending = []
-        for sample in samples:
-            started = time.perf_counter()
+        with _one_torch_thread():
             try:
-                pending.append(self._stream(sample, queue))
-            except MediaError as exc:
-                pending.append(_Failure(str(exc), time.perf_counter() - started))
-        queue.flush()
+                for sample in samples:
+                    started = time.perf_counter()
+                    try:
+                        pending.append(self._stream(sample, queue))
+                    except MediaError as exc:
+                        pending.append(_Failure(str(exc), time.perf_counter() - started))
+            finally:
+                queue.close()
         return [item if isinstance(item, _Failure) else item.rows() for item in pending]
 
     def _stream(self, sample: Sample, queue: _ModelQueue) -> _Pending:
@@ -211,7 +216,9 @@ class SpecialistRecognizer:
         """Rows for settled frames: one per face (or one per faceless frame), and their crops."""
         size = self.model.input_size
         rows = [(frame, face) for frame, faces in settled for face in (faces or [None])]
-        crops = [crop_face(frame.image, face.face, size=size) for frame, face in rows if face]
+        crops = [
+            crop_face(self._pixels(frame), face.face, size=size) for frame, face in rows if face
+        ]
         boxes = np.full((len(rows), 4), np.nan, dtype=np.float32)
         track = np.array([face.track if face else -1 for _, face in rows], dtype=np.int32)
         boxes[track >= 0] = np.reshape([face.face.box for _, face in rows if face], (-1, 4))
@@ -230,6 +237,10 @@ class SpecialistRecognizer:
             ]
         )
         return _Chunk(columns, crops, thumbs=thumbs)
+
+    def _pixels(self, frame: Frame) -> np.ndarray:
+        """What the model reads of a frame: grey for a grey model (no RGB made), else RGB."""
+        return frame.grey if self.model.reads_grey else frame.image
 
     def _label_probs(self, rows: FaceRows) -> np.ndarray:
         """Label probabilities of every row: the head's from features, or the model's by name.
@@ -309,15 +320,24 @@ class _Chunk:
 
 
 class _ModelQueue:
-    """Face crops waiting for the model, run about CHUNK_FRAMES at a time across samples."""
+    """Face crops waiting for the model, run about CHUNK_FRAMES at a time across samples.
+
+    The model runs on a worker thread, so one batch is classified while the caller decodes,
+    tracks and crops the next (the network releases the GIL). At most one batch runs while
+    the next gathers: `add` waits for the running one before handing over another.
+    """
 
     def __init__(self, run: Callable[[Sequence[np.ndarray]], np.ndarray]) -> None:
         self.run = run
         self.held: list[_Chunk] = []
         self.count = 0
+        self.worker = ThreadPoolExecutor(
+            1, thread_name_prefix="emovlm-expression", initializer=_set_torch_threads, initargs=(1,)
+        )
+        self.running: Future[None] | None = None
 
     def add(self, chunk: _Chunk) -> _Chunk:
-        """Queue a chunk's crops; run the model once enough are waiting."""
+        """Queue a chunk's crops; hand them to the model once enough are waiting."""
         self.held.append(chunk)
         self.count += len(chunk.crops)
         if self.count >= CHUNK_FRAMES:
@@ -325,20 +345,38 @@ class _ModelQueue:
         return chunk
 
     def flush(self) -> None:
-        """Run the model on every waiting crop; each chunk gets its outputs (NaN where faceless)."""
-        if not self.held:
-            return
+        """Hand every waiting crop to the model, after the batch before has finished."""
+        self.wait()
+        if self.held:
+            self.running = self.worker.submit(self._classify, self.held)
+        self.held, self.count = [], 0
+
+    def close(self) -> None:
+        """Run what is waiting, wait until every chunk has its outputs, and stop the worker."""
+        try:
+            self.flush()
+            self.wait()
+        finally:
+            self.worker.shutdown(wait=True)
+
+    def wait(self) -> None:
+        """Wait for the running batch; its error, if any, is raised here."""
+        if self.running is not None:
+            running, self.running = self.running, None
+            running.result()
+
+    def _classify(self, chunks: list[_Chunk]) -> None:
+        """Run the model on the chunks' crops; each chunk gets its outputs (NaN where faceless)."""
         started = time.perf_counter()
-        outputs = self.run([crop for chunk in self.held for crop in chunk.crops])
+        outputs = self.run([crop for chunk in chunks for crop in chunk.crops])
         per_crop = (time.perf_counter() - started) / max(1, len(outputs))
         offset = 0
-        for chunk in self.held:
+        for chunk in chunks:
             has_face = chunk.columns["track"] >= 0
             chunk.outputs = np.full((len(has_face), outputs.shape[1]), np.nan, dtype=np.float32)
             chunk.outputs[has_face] = outputs[offset : offset + len(chunk.crops)]
             offset += len(chunk.crops)
             chunk.seconds, chunk.crops = per_crop * len(chunk.crops), []
-        self.held, self.count = [], 0
 
 
 @dataclass
@@ -387,6 +425,29 @@ class _Pending:
             seconds=seconds,
             thumbnails=evenly(self.thumbs, MAX_PER_SAMPLE),
         )
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch runs this thread's work on one core, restored after.
+
+    The stages overlap (decoding, faces here, the expression model on the queue's worker), so
+    each keeps to one core; torch's thread count is per thread, so other threads keep theirs.
+    """
+    before = _set_torch_threads(1)
+    try:
+        yield
+    finally:
+        _set_torch_threads(before)
+
+
+def _set_torch_threads(count: int) -> int:
+    """Set the calling thread's torch CPU thread count; the count it had."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    return before
 
 
 def _chunks(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:

