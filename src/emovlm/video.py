@@ -139,13 +139,14 @@ def _trimmed(frames: Iterator[Frame]) -> Generator[Frame]:
 
 
 def stream_frames(
-    path: Path | str, indices: Sequence[int], *, fps: float | None = None
+    path: Path | str, indices: Sequence[int], *, fps: float | None = None, threads: int = 0
 ) -> Generator[Frame]:
     """Decode the frames at `indices` in time order (each once), holding one at a time.
 
     The streaming form of `read_frames` for long videos: bad arguments and paths raise at the
     call; a frame that does not decode (a truncated file) raises MediaError while iterating,
-    after every frame before it that did.
+    after every frame before it that did. `threads` caps a video's decoding threads (0: as
+    many as FFmpeg picks).
     """
     path = Path(path)
     rate = _still_fps(fps)
@@ -154,7 +155,7 @@ def stream_frames(
     if wanted and wanted[0] < 0:
         raise InputError(f"{path}: frame index {wanted[0]} is negative; indices start at 0.")
     if kind == "video":
-        return _trimmed(_stream_video(path, wanted))
+        return _trimmed(_stream_video(path, wanted, threads))
     files = _still_files(path, kind)
     _check_indices_exist(path, wanted, len(files))
     return _trimmed(Frame(load_image(files[index]), index / rate, index) for index in wanted)
@@ -417,8 +418,9 @@ def _frame_table(container: av.container.InputContainer, stream: av.VideoStream)
 class _VideoFile:
     """An open video file: its frame table, and frames decoded forward with keyframe seeks."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, threads: int = 0) -> None:
         self.path = path
+        self.threads = threads
         self.decode_error = ""
         self._container, self._stream = self._open()
         self.can_seek = True
@@ -438,7 +440,8 @@ class _VideoFile:
         )
 
     def _open(self) -> tuple[av.container.InputContainer, av.VideoStream]:
-        """Open the file and its first video stream with threaded decoding."""
+        """Open the file and its first video stream with threaded decoding (`threads`; 0: as
+        many as FFmpeg picks)."""
         try:
             container = av.open(str(self.path), metadata_errors="ignore")
         except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
@@ -448,6 +451,7 @@ class _VideoFile:
             raise self.error("it has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.thread_count = self.threads
         return container, stream
 
     def restart(self) -> None:
@@ -603,7 +607,7 @@ def _turned(image: np.ndarray, turns: int) -> np.ndarray:
 # BT.601 limited range: grey = 0.299 R + 0.587 G + 0.114 B = 255/219 (Y - 16), since the chroma
 # terms cancel; the same as OpenCV's RGB-to-grey of the converted frame except where R, G or B
 # clip (strongly saturated colours).
-_LUMA_TO_GREY = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+_LUMA_GAIN = 255 / 219
 
 
 @dataclass(frozen=True)
@@ -620,7 +624,8 @@ class _Yuv420:
 
     def grey(self) -> np.ndarray:
         """Grey from the luma plane alone, with no RGB made."""
-        return _turned(cv2.LUT(self.planes[: self.height], _LUMA_TO_GREY), self.turns)
+        luma = self.planes[: self.height]  # rounded and clipped to 0..255 by OpenCV
+        return _turned(cv2.addWeighted(luma, _LUMA_GAIN, luma, 0, -16 * _LUMA_GAIN), self.turns)
 
 
 def _probe_video(path: Path) -> MediaInfo:
@@ -674,9 +679,9 @@ def _wanted_frames(video: _VideoFile, wanted: list[int]) -> Iterator[Frame]:
         raise video.shortfall(f"frame(s) {_listed(missing)} did not decode", len(handed))
 
 
-def _stream_video(path: Path, wanted: list[int]) -> Iterator[Frame]:
+def _stream_video(path: Path, wanted: list[int], threads: int) -> Iterator[Frame]:
     """`_wanted_frames` of a video file that is opened on the first frame asked for."""
-    with _VideoFile(path) as video:
+    with _VideoFile(path, threads) as video:
         yield from _wanted_frames(video, wanted)
 
 

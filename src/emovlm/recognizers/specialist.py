@@ -7,6 +7,7 @@ kept, never the frames, so memory does not grow with the video's length.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +21,7 @@ import numpy as np
 from emovlm.backends.base import EXPRESSION_MODELS, ExpressionModel
 from emovlm.backends.expression.heads import Head, load_head
 from emovlm.errors import InputError, MediaError
+from emovlm.faces.base import Face
 from emovlm.faces.crop import crop_face
 from emovlm.faces.registry import get_face_detector
 from emovlm.faces.stream import FaceTracker, TrackedFace
@@ -172,7 +174,7 @@ class SpecialistRecognizer:
         seconds spent); a stream that breaks off after some frames keeps them and lists the
         rest as a gap.
         """
-        queue = _ModelQueue(self.model.embed if embed else self.model.predict_proba)
+        queue = _ModelQueue(self.model.embed if embed else self.model.predict_proba, self._crop)
         pending = []
         with _one_torch_thread():
             try:
@@ -191,7 +193,7 @@ class SpecialistRecognizer:
         started = time.perf_counter()
         info = probe(sample.media)
         indices = self.sampler.indices(info.frame_count, info.fps)
-        frames = stream_frames(sample.media, indices)
+        frames = stream_frames(sample.media, indices, threads=decode_threads())
         if READ_AHEAD_FRAMES:  # the next chunk decodes on another core while this one is analysed
             frames = read_ahead(frames, READ_AHEAD_FRAMES)
         tracker = FaceTracker(
@@ -213,12 +215,9 @@ class SpecialistRecognizer:
         return pending
 
     def _rows(self, settled: list[tuple[Frame, list[TrackedFace]]]) -> _Chunk:
-        """Rows for settled frames: one per face (or one per faceless frame), and their crops."""
-        size = self.model.input_size
+        """Rows for settled frames: one per face (or one per faceless frame), and their faces."""
         rows = [(frame, face) for frame, faces in settled for face in (faces or [None])]
-        crops = [
-            crop_face(self._pixels(frame), face.face, size=size) for frame, face in rows if face
-        ]
+        faces = [(frame, face.face) for frame, face in rows if face]
         boxes = np.full((len(rows), 4), np.nan, dtype=np.float32)
         track = np.array([face.track if face else -1 for _, face in rows], dtype=np.int32)
         boxes[track >= 0] = np.reshape([face.face.box for _, face in rows if face], (-1, 4))
@@ -236,11 +235,12 @@ class SpecialistRecognizer:
                 for frame, face in evenly(main, MAX_PER_SAMPLE)
             ]
         )
-        return _Chunk(columns, crops, thumbs=thumbs)
+        return _Chunk(columns, faces, thumbs=thumbs)
 
-    def _pixels(self, frame: Frame) -> np.ndarray:
-        """What the model reads of a frame: grey for a grey model (no RGB made), else RGB."""
-        return frame.grey if self.model.reads_grey else frame.image
+    def _crop(self, frame: Frame, face: Face) -> np.ndarray:
+        """The model's input crop of a face: grey for a grey model (no RGB made), else RGB."""
+        pixels = frame.grey if self.model.reads_grey else frame.image
+        return crop_face(pixels, face, size=self.model.input_size)
 
     def _label_probs(self, rows: FaceRows) -> np.ndarray:
         """Label probabilities of every row: the head's from features, or the model's by name.
@@ -310,25 +310,30 @@ class _Failure(str):
 
 @dataclass
 class _Chunk:
-    """Rows of some settled frames, their face crops until the model has run, then its outputs."""
+    """Rows of some settled frames, their faces to crop until the model has run, then its outputs."""
 
     columns: dict[str, np.ndarray]
-    crops: list[np.ndarray]
+    faces: list[tuple[Frame, Face]]
     outputs: np.ndarray | None = None
     seconds: float = 0.0
     thumbs: list[dict[str, str]] = field(default_factory=list)
 
 
 class _ModelQueue:
-    """Face crops waiting for the model, run about CHUNK_FRAMES at a time across samples.
+    """Faces waiting for the model, cropped and run about CHUNK_FRAMES at a time across samples.
 
-    The model runs on a worker thread, so one batch is classified while the caller decodes,
-    tracks and crops the next (the network releases the GIL). At most one batch runs while
-    the next gathers: `add` waits for the running one before handing over another.
+    Cropping and the model run on a worker thread, so one batch is classified while the caller
+    decodes and tracks the next (OpenCV and the network release the GIL). At most one batch
+    runs while the next gathers: `add` waits for the running one before handing over another,
+    so at most two chunks' frames are held.
     """
 
-    def __init__(self, run: Callable[[Sequence[np.ndarray]], np.ndarray]) -> None:
-        self.run = run
+    def __init__(
+        self,
+        run: Callable[[Sequence[np.ndarray]], np.ndarray],
+        crop: Callable[[Frame, Face], np.ndarray],
+    ) -> None:
+        self.run, self.crop = run, crop
         self.held: list[_Chunk] = []
         self.count = 0
         self.worker = ThreadPoolExecutor(
@@ -337,15 +342,15 @@ class _ModelQueue:
         self.running: Future[None] | None = None
 
     def add(self, chunk: _Chunk) -> _Chunk:
-        """Queue a chunk's crops; hand them to the model once enough are waiting."""
+        """Queue a chunk's faces; hand them to the model once enough are waiting."""
         self.held.append(chunk)
-        self.count += len(chunk.crops)
+        self.count += len(chunk.faces)
         if self.count >= CHUNK_FRAMES:
             self.flush()
         return chunk
 
     def flush(self) -> None:
-        """Hand every waiting crop to the model, after the batch before has finished."""
+        """Hand every waiting face to the model, after the batch before has finished."""
         self.wait()
         if self.held:
             self.running = self.worker.submit(self._classify, self.held)
@@ -366,17 +371,18 @@ class _ModelQueue:
             running.result()
 
     def _classify(self, chunks: list[_Chunk]) -> None:
-        """Run the model on the chunks' crops; each chunk gets its outputs (NaN where faceless)."""
+        """Crop the chunks' faces and run the model; each chunk gets its outputs (NaN where
+        faceless) and lets go of its frames."""
         started = time.perf_counter()
-        outputs = self.run([crop for chunk in chunks for crop in chunk.crops])
+        outputs = self.run([self.crop(*face) for chunk in chunks for face in chunk.faces])
         per_crop = (time.perf_counter() - started) / max(1, len(outputs))
         offset = 0
         for chunk in chunks:
             has_face = chunk.columns["track"] >= 0
             chunk.outputs = np.full((len(has_face), outputs.shape[1]), np.nan, dtype=np.float32)
-            chunk.outputs[has_face] = outputs[offset : offset + len(chunk.crops)]
-            offset += len(chunk.crops)
-            chunk.seconds, chunk.crops = per_crop * len(chunk.crops), []
+            chunk.outputs[has_face] = outputs[offset : offset + len(chunk.faces)]
+            offset += len(chunk.faces)
+            chunk.seconds, chunk.faces = per_crop * len(chunk.faces), []
 
 
 @dataclass
@@ -448,6 +454,16 @@ def _set_torch_threads(count: int) -> int:
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     return before
+
+
+def decode_threads() -> int:
+    """Decoding threads for a pass: the cores left over by its two busy threads (faces, model).
+
+    FFmpeg's own choice starts a thread per core, which on a small machine only adds switching
+    to the cores tracking and the model already fill (on 2 cores one decoding thread saved a
+    fifth of decoding's CPU time); a large machine still decodes on many.
+    """
+    return max(1, (os.cpu_count() or 1) - 2)
 
 
 def _chunks(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
