@@ -189,3 +189,16 @@ def test_an_error_of_the_model_reaches_the_caller(
     monkeypatch.setattr(broken.model, "predict_proba", fail)
     with pytest.raises(RuntimeError, match="out of memory"):
         broken.predict([Sample("clip", asset("feat-video-single-face"))])
+
+
+def test_a_videos_thumbnails_spread_over_it_and_only_they_are_made(
+    recognizer: SpecialistRecognizer, asset: Callable[[str], Path]
+) -> None:
+    """Four thumbnails of the main face, evenly over the clip: at the first frame with a face at
+    or after each of four evenly spaced sampled frames."""
+    (pred,) = recognizer.predict([Sample("clip", asset("feat-video-pexels"))])
+    times = [float(t["caption"].split()[2]) for t in pred.extra["thumbnails"]]
+    duration = float(pred.frames.time[-1])
+    assert len(times) == 4 and times[0] == 0.0 and times == sorted(times)
+    assert times[-1] == pytest.approx(duration, abs=0.05)
+    assert times[1] == pytest.approx(duration / 3, abs=0.1)

@@ -7,6 +7,7 @@ kept, never the frames, so memory does not grow with the video's length.
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -200,22 +201,25 @@ class SpecialistRecognizer:
             self.detector, self.face_step, person_box=sample.box, all_faces=self.all_faces
         )
         pending = _Pending(sample, self.faces)
+        thumbs_at = evenly(sorted(set(indices)), MAX_PER_SAMPLE)
         try:
             for chunk in _chunks(frames, CHUNK_FRAMES):
                 pending.sampled += len(chunk)
-                pending.add(queue.add(self._rows(tracker.feed(chunk))))
+                pending.add(queue.add(self._rows(tracker.feed(chunk), thumbs_at)))
         except MediaError as exc:
             if not pending.sampled:
                 raise
             pending.broken = (info.duration, f"not decoded: {exc}")
         finally:
             frames.close()  # closes the file and stops a read-ahead thread, also on an error
-        pending.add(queue.add(self._rows(tracker.finish())))
+        pending.add(queue.add(self._rows(tracker.finish(), thumbs_at)))
         pending.seconds = time.perf_counter() - started
         return pending
 
-    def _rows(self, settled: list[tuple[Frame, list[TrackedFace]]]) -> _Chunk:
-        """Rows for settled frames: one per face (or one per faceless frame), and their faces."""
+    def _rows(self, settled: list[tuple[Frame, list[TrackedFace]]], thumbs_at: list[int]) -> _Chunk:
+        """Rows for settled frames: one per face (or one per faceless frame), their faces, and
+        thumbnails of the main face at the first frame at or after each index of `thumbs_at`
+        (taken indices are removed from it)."""
         rows = [(frame, face) for frame, faces in settled for face in (faces or [None])]
         faces = [(frame, face.face) for frame, face in rows if face]
         boxes = np.full((len(rows), 4), np.nan, dtype=np.float32)
@@ -228,14 +232,13 @@ class SpecialistRecognizer:
             "track": track,
             "main": np.array([bool(face and face.main) for _, face in rows], dtype=bool),
         }
-        main = [(frame, face) for frame, face in rows if face and face.main]
-        thumbs = thumbnail_entries(
-            [
-                (f"face at {frame.time:.2f} s", crop_face(frame.image, face.face, size=MAX_SIDE))
-                for frame, face in evenly(main, MAX_PER_SAMPLE)
-            ]
-        )
-        return _Chunk(columns, faces, thumbs=thumbs)
+        shown = []
+        for frame, face in rows:
+            if face and face.main and thumbs_at and frame.index >= thumbs_at[0]:
+                del thumbs_at[: bisect.bisect_right(thumbs_at, frame.index)]
+                crop = crop_face(frame.image, face.face, size=MAX_SIDE)
+                shown.append((f"face at {frame.time:.2f} s", crop))
+        return _Chunk(columns, faces, thumbs=thumbnail_entries(shown))
 
     def _crop(self, frame: Frame, face: Face) -> np.ndarray:
         """The model's input crop of a face: grey for a grey model (no RGB made), else RGB."""
@@ -398,12 +401,10 @@ class _Pending:
     thumbs: list[dict[str, str]] = field(default_factory=list)
 
     def add(self, chunk: _Chunk) -> None:
-        """Keep a chunk, moving its thumbnails into a list thinned so it stays bounded."""
+        """Keep a chunk, moving its thumbnails (at most MAX_PER_SAMPLE a sample) to the sample."""
         self.chunks.append(chunk)
         self.thumbs.extend(chunk.thumbs)
         chunk.thumbs = []
-        if len(self.thumbs) > 4 * MAX_PER_SAMPLE:
-            self.thumbs = evenly(self.thumbs, 2 * MAX_PER_SAMPLE)
 
     def rows(self) -> FaceRows | _Failure:
         """The sample's rows, or why it has none (no face in any frame)."""
@@ -429,7 +430,7 @@ class _Pending:
             frames_sampled=self.sampled,
             gaps=gaps,
             seconds=seconds,
-            thumbnails=evenly(self.thumbs, MAX_PER_SAMPLE),
+            thumbnails=self.thumbs,
         )
 
 
