@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from emovlm.faces import boxes as box_module
 from emovlm.faces.boxes import grouped_nms, nms, square
 
 BOXES = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [2, 2, 6, 6]], float)
@@ -25,6 +27,29 @@ def test_grouped_nms_never_suppresses_across_groups():
     groups = np.array([0, 1, 0, 0])
     assert sorted(grouped_nms(BOXES, SCORES, groups, 0.5).tolist()) == [0, 1, 2, 3]
     assert grouped_nms(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), 0.5).tolist() == []
+
+
+@pytest.mark.parametrize("mode", ["union", "min"])
+def test_all_pairs_at_once_keep_exactly_the_boxes_of_box_by_box(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to PAIRWISE_LIMIT boxes, NMS reads one overlap matrix; it keeps the same boxes in the
+    same order as comparing box by box, on P-Net-like grids with exact ties and random sets."""
+    rng = np.random.default_rng(7)
+    cases = []
+    for n in (1, 2, 7, 60, 300):
+        corner = rng.integers(0, 40, (n, 2)).astype(float) * 2  # a stride-2 grid: many ties
+        side = rng.choice([12.0, 17.0, 24.0], (n, 1))
+        cases.append((np.hstack([corner, corner + side]), rng.choice([0.6, 0.7, 0.9], n)))
+        xy = rng.uniform(0, 200, (n, 2))
+        cases.append((np.hstack([xy, xy + rng.uniform(1, 80, (n, 2))]), rng.uniform(0, 1, n)))
+    for boxes, scores in cases:
+        for threshold in (0.3, 0.5, 0.7):
+            at_once = nms(boxes, scores, threshold, mode)
+            with monkeypatch.context() as patch:
+                patch.setattr(box_module, "PAIRWISE_LIMIT", 0)
+                one_by_one = nms(boxes, scores, threshold, mode)
+            assert at_once.tolist() == one_by_one.tolist()
 
 
 @given(st.lists(st.tuples(*[st.floats(0, 100)] * 4), min_size=1, max_size=20))

@@ -21,6 +21,10 @@ def intersection_area(box: Box | np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.clip(width, 0, None) * np.clip(height, 0, None)
 
 
+PAIRWISE_LIMIT = 512
+"""`nms` compares every pair of boxes at once up to this many boxes (a 2 MB overlap matrix)."""
+
+
 def nms(
     boxes: np.ndarray,
     scores: np.ndarray,
@@ -31,10 +35,46 @@ def nms(
 
     A box is dropped when its overlap with a kept, higher-scoring box exceeds `threshold`;
     overlap is intersection over union ("union") or over the smaller box's area ("min", which
-    also removes a small box lying inside a larger one).
+    also removes a small box lying inside a larger one). Up to PAIRWISE_LIMIT boxes, all
+    overlaps are computed in one go and the greedy pass only reads them (the same overlaps,
+    to the bit, as box against box).
     """
-    areas = box_area(boxes)
     order = np.argsort(-scores, kind="stable")
+    if len(order) > PAIRWISE_LIMIT:
+        return _nms_box_by_box(boxes, order, threshold, mode)
+    ranked = boxes[order]
+    suppresses = _overlaps(ranked, mode) > threshold
+    alive = np.ones(len(order), dtype=bool)
+    keep = []
+    for i in range(len(order)):
+        if alive[i]:
+            keep.append(i)
+            alive &= ~suppresses[i]
+    return order[keep].astype(np.int64)
+
+
+def _overlaps(boxes: np.ndarray, mode: Literal["union", "min"]) -> np.ndarray:
+    """(N, N) overlaps of every pair of boxes, as `nms` measures them."""
+    width = np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(
+        boxes[:, None, 0], boxes[None, :, 0]
+    )
+    height = np.minimum(boxes[:, None, 3], boxes[None, :, 3]) - np.maximum(
+        boxes[:, None, 1], boxes[None, :, 1]
+    )
+    inter = np.clip(width, 0, None) * np.clip(height, 0, None)
+    areas = box_area(boxes)
+    if mode == "union":
+        denominator = areas[:, None] + areas[None, :] - inter
+    else:
+        denominator = np.minimum(areas[:, None], areas[None, :])
+    return inter / np.maximum(denominator, 1e-12)
+
+
+def _nms_box_by_box(
+    boxes: np.ndarray, order: np.ndarray, threshold: float, mode: Literal["union", "min"]
+) -> np.ndarray:
+    """`nms` for many boxes: each kept box against the boxes still in the running."""
+    areas = box_area(boxes)
     keep: list[int] = []
     while order.size:
         best, rest = order[0], order[1:]
