@@ -40,6 +40,8 @@ def nms(
     to the bit, as box against box).
     """
     order = np.argsort(-scores, kind="stable")
+    if len(order) < 2:
+        return order.astype(np.int64)
     if len(order) > PAIRWISE_LIMIT:
         return _nms_box_by_box(boxes, order, threshold, mode)
     ranked = boxes[order]
@@ -102,6 +104,8 @@ def grouped_nms(
     never depends on which other images share the batch: with shifted coordinates, rounding
     decides overlaps that sit exactly at the threshold, as P-Net's grid windows often do.
     """
+    if len(groups) and (groups == groups[0]).all():  # one group: no need to split
+        return nms(boxes, scores, threshold, mode)
     keep = [np.flatnonzero(groups == group) for group in np.unique(groups)]
     keep = [members[nms(boxes[members], scores[members], threshold, mode)] for members in keep]
     return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
