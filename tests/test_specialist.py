@@ -202,3 +202,14 @@ def test_a_videos_thumbnails_spread_over_it_and_only_they_are_made(
     assert len(times) == 4 and times[0] == 0.0 and times == sorted(times)
     assert times[-1] == pytest.approx(duration, abs=0.05)
     assert times[1] == pytest.approx(duration / 3, abs=0.1)
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (3, 1), (16, 14)])
+def test_decoding_gets_the_cores_the_pass_leaves(
+    cores: int, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tracking and the model each keep a core busy; decoding gets the rest of the process's."""
+    from emovlm.recognizers import specialist
+
+    monkeypatch.setattr(specialist.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert specialist.decode_threads() == threads

@@ -458,13 +458,16 @@ def _set_torch_threads(count: int) -> int:
 
 
 def decode_threads() -> int:
-    """Decoding threads for a pass: the cores left over by its two busy threads (faces, model).
+    """Decoding threads for a pass: the cores this process may use, less its two busy threads
+    (faces, model), at least one.
 
     FFmpeg's own choice starts a thread per core, which on a small machine only adds switching
     to the cores tracking and the model already fill (on 2 cores one decoding thread saved a
     fifth of decoding's CPU time); a large machine still decodes on many.
     """
-    return max(1, (os.cpu_count() or 1) - 2)
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    cores = len(usable) if usable else os.cpu_count() or 1
+    return max(1, cores - 2)
 
 
 def _chunks(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
