@@ -113,6 +113,16 @@ def test_eval_reads_a_yaml_config_and_flags_override_it(
     assert "2 samples (2 new" in result.stdout
 
 
+def test_a_config_file_that_is_not_yaml_is_named_with_its_line(tmp_path: Path) -> None:
+    from emovlm.commands.eval import _load_config
+    from emovlm.errors import InputError
+
+    config = tmp_path / "run.yaml"
+    config.write_text("dataset: manifest\nrecognizer_options: {faces: haar\nlimit: 2\n")
+    with pytest.raises(InputError, match=r"run\.yaml is not valid YAML at line \d+ \(.*\); fix"):
+        _load_config(config)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

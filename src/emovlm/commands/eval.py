@@ -33,7 +33,15 @@ def _load_config(path: Path | None) -> dict[str, Any]:
         return {}
     if not path.is_file():
         raise InputError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(exc, "problem", None) or exc
+        raise InputError(
+            f"{path} is not valid YAML{line} ({problem}); fix it, or give the options as flags"
+        ) from exc
     if not isinstance(data, dict):
         raise InputError(f"{path}: a config file must be a mapping of option: value")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
