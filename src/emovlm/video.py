@@ -521,7 +521,8 @@ class _VideoFile:
         pts = self.table.pts
         if pts is None or index >= len(pts):
             return index / self.fps
-        return float((pts[index] - pts[0]) * self._stream.time_base)
+        base = self._stream.time_base  # ints: Python's int / int rounds as float(Fraction) does
+        return (pts[index] - pts[0]) * base.numerator / base.denominator
 
     def frames(self) -> Iterator[tuple[int, av.VideoFrame]]:
         """Decode onward from the current position, yielding (index, frame); errors are kept."""
