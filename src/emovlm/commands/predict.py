@@ -13,7 +13,7 @@ from rich.table import Table
 
 from emovlm.commands._recognizer_options import build_recognizer, with_recognizer_options
 from emovlm.errors import InputError
-from emovlm.eval.tables import frame_table, write_table
+from emovlm.eval.tables import describe_gaps, frame_table, write_table
 from emovlm.labels import get_label_space
 from emovlm.types import Prediction, Sample
 
@@ -31,7 +31,7 @@ def predict_media(
 
 
 def prediction_record(prediction: Prediction) -> dict[str, Any]:
-    """A JSON-able summary of one prediction (no per-frame trajectory)."""
+    """A JSON-able summary of one prediction (no per-frame trajectory; its gaps listed)."""
     top = prediction.top
     return {
         "media": prediction.sample_id,
@@ -42,12 +42,14 @@ def prediction_record(prediction: Prediction) -> dict[str, Any]:
         "status": str(prediction.status),
         "reason": prediction.reason,
         "frames_with_face": prediction.extra.get("frames_with_face"),
+        "gaps": list(prediction.extra.get("gaps", [])),
         "raw": prediction.raw,
     }
 
 
 def print_predictions(predictions: Sequence[Prediction], console: Console) -> None:
-    """A table: file, top label with probability, runner-up, faces found, status."""
+    """A table (file, top label with probability, runner-up, faces found, status), then each
+    sample's failure reason and the stretches of its video without results."""
     table = Table(title="emovlm predictions", show_lines=False)
     table.add_column("media", overflow="fold", min_width=18)
     for column in ("label", "p", "runner-up", "frames w/ face", "status"):
@@ -62,12 +64,12 @@ def print_predictions(predictions: Sequence[Prediction], console: Console) -> No
         )
     console.print(table)
     for pred in predictions:
+        name = Path(pred.sample_id).name
         if pred.reason:
-            console.print(
-                f"[red]{Path(pred.sample_id).name}[/]: {pred.reason}",
-                soft_wrap=True,
-                highlight=False,
-            )
+            said = pred.reason if name in pred.reason else f"{name}: {pred.reason}"
+            console.print(f"[red]{said}[/]", soft_wrap=True, highlight=False)
+        if gaps := describe_gaps(pred):
+            console.print(f"[yellow]{name}[/] gaps: {gaps}", soft_wrap=True, highlight=False)
 
 
 @with_recognizer_options

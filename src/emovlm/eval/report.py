@@ -20,7 +20,7 @@ from emovlm.eval.plots import (
     timeline_png,
     trajectory_png,
 )
-from emovlm.eval.tables import per_second
+from emovlm.eval.tables import describe_gaps, per_second
 from emovlm.types import Prediction, Status
 
 MAX_TIMELINES = 24
@@ -259,18 +259,8 @@ def _frame_timelines(frames: pd.DataFrame | None, ids: list[str]) -> list[tuple[
 
 def _gaps(predictions: Sequence[Prediction]) -> list[tuple[str, str]]:
     """(sample, "12.0-15.3 s no face; …") for shown predictions with gaps in their results."""
-    listed = []
-    for prediction in predictions:
-        gaps = (prediction.extra or {}).get("gaps") or []
-        if gaps:
-            spans = "; ".join(
-                f"{gap['start']:.1f}-{gap['end']:.1f} s {gap['reason']}" for gap in gaps[:10]
-            )
-            more = len(gaps) if "n_gaps" not in prediction.extra else prediction.extra["n_gaps"]
-            listed.append(
-                (prediction.sample_id, spans + (f" (+{more - 10} more)" if more > 10 else ""))
-            )
-    return listed[:MAX_TIMELINES]
+    described = ((p.sample_id, describe_gaps(p)) for p in predictions)
+    return [(sample_id, spans) for sample_id, spans in described if spans][:MAX_TIMELINES]
 
 
 def _timelines(predictions: Sequence[Prediction]) -> list[tuple[str, bytes]]:

@@ -58,6 +58,20 @@ class EmotionAccessor:
         return self._table[list(BOX_COLUMNS)]
 
 
+GAPS_SHOWN = 10
+"""Gaps spelled out per sample by `describe_gaps`; the rest are counted."""
+
+
+def describe_gaps(prediction: Prediction) -> str:
+    """ "12.0-15.3 s no face; …" for the stretches without results, or "" when there are none."""
+    gaps = (prediction.extra or {}).get("gaps") or []
+    spans = "; ".join(
+        f"{gap['start']:.1f}-{gap['end']:.1f} s {gap['reason']}" for gap in gaps[:GAPS_SHOWN]
+    )
+    more = prediction.extra.get("n_gaps", len(gaps)) - GAPS_SHOWN if gaps else 0
+    return spans + (f" (+{more} more)" if more > 0 else "")
+
+
 def frame_table(predictions: Iterable[Prediction]) -> pd.DataFrame:
     """One table of the per-frame results of `predictions` (those without any are skipped)."""
     parts = [_arrays(p) for p in predictions if p.frames is not None and len(p.frames)]

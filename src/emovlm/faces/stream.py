@@ -4,8 +4,10 @@ The detector runs on every `step`-th frame of the stream and on the last one (ke
 face found on a keyframe joins the track whose last face overlaps it most (IoU of at least
 `match_iou`; a track is remembered for `memory` keyframes, so a face missed on a keyframe or
 two keeps its id), or starts a new track. A frame between two keyframes gets, per track, the
-linear interpolation of its faces on both keyframes, or the face of the one keyframe that has
-it; a frame where no track has a face has none: the face left (or was not found).
+linear interpolation of its faces on both keyframes. A face found on only one of them left
+or entered in between: the frames between are searched too, and it is followed from its
+keyframe for as long as it is found, so its rows end or start at the frame it did; a frame
+where no track has a face has none: the face left (or was not found).
 """
 
 from __future__ import annotations
@@ -113,8 +115,9 @@ class FaceTracker:
         done = 0
         for key, faces in zip(keys, found, strict=True):
             keyframe = self._assign(start + key, faces)
+            edges = self._edges(keyframe, self._pending[done:key])
             for i in range(done, key):
-                settled.append((self._pending[i], self._between(start + i, keyframe)))
+                settled.append((self._pending[i], self._between(start + i, keyframe, edges)))
             settled.append((self._pending[key], self._faces_at(keyframe, keyframe.faces)))
             self._last, done = keyframe, key + 1
         self._pending = self._pending[done:]
@@ -224,20 +227,61 @@ class FaceTracker:
             self._recent[track] = (face, self._keyframes)
         return keyframe
 
-    def _between(self, position: int, after: _Keyframe) -> list[TrackedFace]:
-        """Faces of a frame between the last keyframe and `after`, by interpolation or holding."""
+    def _edges(self, after: _Keyframe, frames: Sequence[Frame]) -> dict[int, dict[int, Face]]:
+        """Where a face that left or entered between the last keyframe and `after` really is.
+
+        A track that is shown (any with `all_faces`; else the main face, or the next one's
+        when the earlier main face is not on both keyframes) and found on only one of the two
+        keyframes is followed frame by frame from that keyframe into `frames`, the ones between
+        them, for as long as a face found there overlaps it: {frame offset: {track: face}}.
+        """
+        before = self._last
+        if before is None or not frames:
+            return {}
+        if self.all_faces:
+            shown = set(before.faces) | set(after.faces)
+        elif before.main in after.faces:
+            shown = set()  # the main face stays main between them
+        else:
+            shown = {before.main, after.main} - {None}
+        one_sided = sorted(t for t in shown if (t in before.faces) != (t in after.faces))
+        if not one_sided:
+            return {}
+        images = [frame.image for frame in frames]
+        self.n_detected += len(images)
+        if self.narrow and len(one_sided) == 1:
+            (track,) = one_sided
+            found = self._window(images, before.faces.get(track) or after.faces[track])
+        else:
+            found = self._full(images)
+        edges: dict[int, dict[int, Face]] = {}
+        for track in one_sided:
+            leaving = track in before.faces
+            face = before.faces[track] if leaving else after.faces[track]
+            for offset in range(len(frames)) if leaving else reversed(range(len(frames))):
+                overlap = _iou(face.box, np.array([f.box for f in found[offset]]).reshape(-1, 4))
+                if not overlap.size or overlap.max() < self.match_iou:
+                    break
+                face = found[offset][int(np.argmax(overlap))]
+                edges.setdefault(offset, {})[track] = face
+        return edges
+
+    def _between(
+        self, position: int, after: _Keyframe, edges: dict[int, dict[int, Face]]
+    ) -> list[TrackedFace]:
+        """Faces of a frame between the last keyframe and `after`: a track on both keyframes is
+        interpolated, one that left or entered between them is where `_edges` followed it."""
         before = self._last
         if before is None:
             return self._faces_at(after, after.faces)
         t = (position - before.position) / (after.position - before.position)
         faces = {
-            track: interpolate_faces(before.faces[track], after.faces[track], t)
+            track: interpolate_faces(face, after.faces[track], t)
+            for track, face in before.faces.items()
             if track in after.faces
-            else before.faces[track]
-            for track in before.faces
         }
-        faces.update({k: f for k, f in after.faces.items() if k not in before.faces})
-        main = before.main if before.main is not None else after.main
+        faces.update(edges.get(position - before.position - 1, {}))
+        main = next((track for track in (before.main, after.main) if track in faces), None)
         return self._faces_at(_Keyframe(position, faces, main), faces)
 
     def _faces_at(self, keyframe: _Keyframe, faces: dict[int, Face]) -> list[TrackedFace]:

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -471,9 +470,20 @@ def decode_threads() -> int:
 
 
 def _chunks(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
-    """Consecutive lists of at most `size` frames."""
-    iterator = iter(frames)
-    while chunk := list(islice(iterator, size)):
+    """Consecutive lists of at most `size` frames; a stream that breaks off (MediaError) hands
+    out the frames decoded before the break as a last chunk, then raises."""
+    chunk: list[Frame] = []
+    try:
+        for frame in frames:
+            chunk.append(frame)
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+    except MediaError:
+        if chunk:
+            yield chunk
+        raise
+    if chunk:
         yield chunk
 
 
