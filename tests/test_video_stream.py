@@ -122,6 +122,20 @@ def test_two_faces_keep_their_track_ids(asset: Callable[[str], Path], tmp_path: 
     assert len(main_only) == 40 and main_only["main"].all() and main_only["track"].nunique() == 1
 
 
+def test_predict_warns_of_each_file_that_gives_no_rows(
+    asset: Callable[[str], Path], tmp_path: Path
+) -> None:
+    video = write_video(tmp_path / "one.mp4", [scene([(face(asset, "feat-happy"), 100, 25)])] * 8)
+    empty = write_video(tmp_path / "nobody.mp4", [scene([])] * 8)
+    missing = tmp_path / "typo.mp4"
+    with pytest.warns(UserWarning) as warned:
+        table = emovlm.predict([video, missing, empty])
+    assert table["sample_id"].astype(str).eq(str(video)).all() and len(table) == 8
+    said = [str(warning.message) for warning in warned]
+    assert len(said) == 2 and "typo.mp4: no such file" in said[0] and "nobody.mp4" in said[1]
+    assert set(table.attrs["failed"]) == {str(missing), str(empty)}
+
+
 @pytest.mark.parametrize("all_faces", [False, True])
 def test_a_face_that_leaves_and_returns_leaves_a_marked_gap(
     all_faces: bool, asset: Callable[[str], Path], tmp_path: Path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -32,8 +33,8 @@ def predict(
     One row per analysed frame and face: `sample_id` (the file), `frame`, `time`, `track`,
     `main`, `face`, the box `x1`…`y2`, one `p_<label>` column per label and the clip's `label`
     (see `emovlm.eval.tables`). `options` are the specialist's settings (`frames`, `face_step`,
-    `model`, `faces`, `aggregate`, `device`, …). Files that cannot be read have no rows; their
-    reasons are in `table.attrs["failed"]`.
+    `model`, `faces`, `aggregate`, `device`, …). Files that cannot be read (or show no face)
+    have no rows: a warning names each with its reason, also kept in `table.attrs["failed"]`.
     """
     from emovlm.eval.tables import frame_table
     from emovlm.labels import get_label_space
@@ -45,4 +46,6 @@ def predict(
     predictions = recognizer.predict([Sample(id=str(p), media=Path(p)) for p in paths])
     table = frame_table(predictions)
     table.attrs["failed"] = {p.sample_id: p.reason for p in predictions if p.reason}
+    for reason in table.attrs["failed"].values():
+        warnings.warn(f"no rows for {reason}", stacklevel=2)
     return table
