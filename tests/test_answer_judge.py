@@ -73,13 +73,13 @@ def test_rules_plus_judge_asks_only_about_unsettled_answers_caches_and_reports_a
     argv += ["--judge-base-url", server.url, "--cache-dir", str(tmp_path / "cache")]
     _score([*argv, "--json", str(out), "--report", str(report), "--explain"], monkeypatch)
 
-    asked = _questions(server)
+    asked = [r["body"] for r in _questions(server)]  # sent together: in any order
     assert len(asked) == 2  # the two answers the rules could not settle
-    first = asked[0]["body"]
-    assert first["model"] == "judge-llm" and first["temperature"] == 0
-    assert [m["role"] for m in first["messages"]] == ["user"]
-    prompt = first["messages"][0]["content"]
-    assert "Happy and surprised, both at once." in prompt
+    for body in asked:
+        assert body["model"] == "judge-llm" and body["temperature"] == 0
+        assert [m["role"] for m in body["messages"]] == ["user"]
+    prompts = [body["messages"][0]["content"] for body in asked]
+    (prompt,) = [p for p in prompts if "Happy and surprised, both at once." in p]
     assert "happy, sad, neutral, angry, surprise, disgust, fear" in prompt
     assert "Reply with one label from the list" in prompt
 
