@@ -247,17 +247,16 @@ class FaceTracker:
         one_sided = sorted(t for t in shown if (t in before.faces) != (t in after.faces))
         if not one_sided:
             return {}
+        known = {track: before.faces.get(track) or after.faces[track] for track in one_sided}
         images = [frame.image for frame in frames]
         self.n_detected += len(images)
-        if self.narrow and len(one_sided) == 1:
-            (track,) = one_sided
-            found = self._window(images, before.faces.get(track) or after.faces[track])
+        if self.narrow and len(known) == 1:
+            found = self._window(images, *known.values())
         else:
             found = self._full(images)
         edges: dict[int, dict[int, Face]] = {}
-        for track in one_sided:
+        for track, face in known.items():
             leaving = track in before.faces
-            face = before.faces[track] if leaving else after.faces[track]
             for offset in range(len(frames)) if leaving else reversed(range(len(frames))):
                 overlap = _iou(face.box, np.array([f.box for f in found[offset]]).reshape(-1, 4))
                 if not overlap.size or overlap.max() < self.match_iou:
